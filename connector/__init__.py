@@ -1,0 +1,1 @@
+"""wa-relay connector: holds the WhatsApp sockets (through the Node bridge) and relays their traffic."""
