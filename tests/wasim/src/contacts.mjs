@@ -1,0 +1,239 @@
+// A simulated contact: the phone of someone who chats with the accounts. Each contact owns a libsignal
+// identity, a signed prekey, one-time prekeys it hands out through the server, and its sessions with
+// the accounts' devices. It encrypts texts to an account and decrypts what Baileys sends it.
+import libsignal from 'libsignal'
+import { KEY_BUNDLE_TYPE, encodeBigEndian, encodeWAMessage, unpadRandomMax16, proto } from 'baileys'
+import { pnJid, lidJid } from './wire.mjs'
+
+const { keyhelper, SessionBuilder, SessionCipher, ProtocolAddress, SessionRecord } = libsignal
+
+const SIGNED_PREKEY_ID = 1
+
+/** Wire keys are 32 bytes; libsignal wants them with the 0x05 type prefix. */
+export const withKeyType = (/** @type {Uint8Array} */ key) =>
+	key.length === 33 ? Buffer.from(key) : Buffer.concat([KEY_BUNDLE_TYPE, key])
+/** libsignal keys carry the 0x05 prefix; the wire omits it. */
+const withoutKeyType = (/** @type {Uint8Array} */ key) => Buffer.from(key.length === 33 ? key.subarray(1) : key)
+
+/**
+ * The Signal address under which a contact keeps its session with an account's companion device.
+ * @param {{ phone: string, device: number }} account
+ */
+const addressOf = account => new ProtocolAddress(account.phone, account.device)
+
+export class Contact {
+	/** Serialises Signal operations: libsignal's store calls are async and must not interleave. */
+	#lock = Promise.resolve()
+
+	/**
+	 * @param {object} fields
+	 * @param {string} fields.phone
+	 * @param {string} fields.lid
+	 * @param {string | null} fields.name
+	 * @param {{ pubKey: Buffer, privKey: Buffer }} fields.identity
+	 * @param {number} fields.registrationId
+	 * @param {{ keyId: number, keyPair: { pubKey: Buffer, privKey: Buffer }, signature: Buffer }} fields.signedPreKey
+	 * @param {Map<number, { pubKey: Buffer, privKey: Buffer }>} fields.preKeys
+	 * @param {number} fields.nextPreKeyId
+	 * @param {Map<string, object>} fields.sessions serialised SessionRecords by address
+	 * @param {() => void} [onChange] called after any state change (for persistence)
+	 */
+	constructor(fields, onChange = () => {}) {
+		Object.assign(this, fields)
+		this.onChange = onChange
+		const self = this
+		/** libsignal storage interface, backed by this contact's fields. */
+		this.store = {
+			loadSession: async (/** @type {string} */ id) =>
+				self.sessions.has(id) ? SessionRecord.deserialize(self.sessions.get(id)) : undefined,
+			storeSession: async (/** @type {string} */ id, /** @type {any} */ record) => {
+				self.sessions.set(id, record.serialize())
+			},
+			// Trust on first use, like WhatsApp clients.
+			isTrustedIdentity: async () => true,
+			loadIdentityKey: async () => undefined,
+			saveIdentity: async () => false,
+			loadPreKey: async (/** @type {number|string} */ id) => self.preKeys.get(Number(id)),
+			removePreKey: async (/** @type {number|string} */ id) => {
+				self.preKeys.delete(Number(id))
+			},
+			loadSignedPreKey: async () => self.signedPreKey.keyPair,
+			getOurRegistrationId: () => self.registrationId,
+			getOurIdentity: () => self.identity
+		}
+	}
+
+	/**
+	 * @param {{ phone: string, lid: string, name?: string | null }} who
+	 * @param {() => void} [onChange]
+	 */
+	static create({ phone, lid, name }, onChange) {
+		const identity = keyhelper.generateIdentityKeyPair()
+		return new Contact(
+			{
+				phone,
+				lid,
+				name: name ?? null,
+				identity,
+				registrationId: keyhelper.generateRegistrationId(),
+				signedPreKey: keyhelper.generateSignedPreKey(identity, SIGNED_PREKEY_ID),
+				preKeys: new Map(),
+				nextPreKeyId: 1,
+				sessions: new Map()
+			},
+			onChange
+		)
+	}
+
+	/** @param {any} json as produced by toJSON (after BufferJSON revival) @param {() => void} [onChange] */
+	static fromJSON(json, onChange) {
+		return new Contact(
+			{
+				...json,
+				preKeys: new Map(json.preKeys.map((/** @type {[number, any]} */ [id, kp]) => [Number(id), kp])),
+				sessions: new Map(Object.entries(json.sessions))
+			},
+			onChange
+		)
+	}
+
+	toJSON() {
+		return {
+			phone: this.phone,
+			lid: this.lid,
+			name: this.name,
+			identity: this.identity,
+			registrationId: this.registrationId,
+			signedPreKey: this.signedPreKey,
+			preKeys: [...this.preKeys],
+			nextPreKeyId: this.nextPreKeyId,
+			sessions: Object.fromEntries(this.sessions)
+		}
+	}
+
+	get jid() {
+		return pnJid(this.phone)
+	}
+
+	get lidJid() {
+		return lidJid(this.lid)
+	}
+
+	/** Public view for the control API. */
+	view() {
+		return { phone: this.phone, lid: this.lid, name: this.name, jid: this.jid, lid_jid: this.lidJid }
+	}
+
+	/**
+	 * A `<user>` node for an `encrypt get <key>` answer. Each fetch hands out a fresh one-time prekey whose
+	 * private half is kept, so Baileys' pkmsg can be decrypted whichever fetch it came from.
+	 * @param {string} jid echoed back exactly as Baileys asked
+	 * @returns {import('baileys').BinaryNode}
+	 */
+	bundleNode(jid) {
+		const id = this.nextPreKeyId++
+		const preKey = keyhelper.generatePreKey(id)
+		this.preKeys.set(id, preKey.keyPair)
+		this.onChange()
+		return {
+			tag: 'user',
+			attrs: { jid },
+			content: [
+				{ tag: 'registration', attrs: {}, content: encodeBigEndian(this.registrationId, 4) },
+				{ tag: 'type', attrs: {}, content: KEY_BUNDLE_TYPE },
+				{ tag: 'identity', attrs: {}, content: withoutKeyType(this.identity.pubKey) },
+				{
+					tag: 'skey',
+					attrs: {},
+					content: [
+						{ tag: 'id', attrs: {}, content: encodeBigEndian(this.signedPreKey.keyId, 3) },
+						{ tag: 'value', attrs: {}, content: withoutKeyType(this.signedPreKey.keyPair.pubKey) },
+						{ tag: 'signature', attrs: {}, content: Buffer.from(this.signedPreKey.signature) }
+					]
+				},
+				{
+					tag: 'key',
+					attrs: {},
+					content: [
+						{ tag: 'id', attrs: {}, content: encodeBigEndian(id, 3) },
+						{ tag: 'value', attrs: {}, content: withoutKeyType(preKey.keyPair.pubKey) }
+					]
+				}
+			]
+		}
+	}
+
+	/** Whether this contact already has an open session with the account's device. */
+	async hasSessionWith(/** @type {{ phone: string, device: number }} */ account) {
+		const record = await this.store.loadSession(addressOf(account).toString())
+		return !!record?.haveOpenSession()
+	}
+
+	/**
+	 * Encrypt a proto.Message to the account's device, starting a session from the account's uploaded
+	 * bundle if there is none.
+	 * @param {import('./accounts.mjs').Account} account
+	 * @param {proto.IMessage} message
+	 * @param {() => ({ id: number, public: Buffer } | undefined)} takePreKey consumes one of the account's one-time prekeys
+	 * @returns {Promise<{ enc: 'pkmsg' | 'msg', body: Buffer }>}
+	 */
+	encryptTo(account, message, takePreKey) {
+		return this.#locked(async () => {
+			const address = addressOf(account)
+			if (!(await this.hasSessionWith(account))) {
+				const bundle = account.bundle
+				if (!bundle) throw new Error(`account ${account.phone} has not uploaded a prekey bundle`)
+				const preKey = takePreKey()
+				await new SessionBuilder(this.store, address).initOutgoing({
+					registrationId: bundle.registrationId,
+					identityKey: withKeyType(bundle.identity),
+					signedPreKey: {
+						keyId: bundle.signedPreKey.id,
+						publicKey: withKeyType(bundle.signedPreKey.public),
+						signature: bundle.signedPreKey.signature
+					},
+					preKey: preKey && { keyId: preKey.id, publicKey: withKeyType(preKey.public) }
+				})
+			}
+			const { type, body } = await new SessionCipher(this.store, address).encrypt(encodeWAMessage(message))
+			return { enc: type === 3 ? 'pkmsg' : 'msg', body: Buffer.from(body, 'binary') }
+		})
+	}
+
+	/**
+	 * Decrypt an `<enc>` payload Baileys sent from the account's device.
+	 * @param {{ phone: string, device: number }} account
+	 * @param {string} type 'pkmsg' | 'msg'
+	 * @param {Buffer} body
+	 * @returns {Promise<proto.Message>}
+	 */
+	decryptFrom(account, type, body) {
+		return this.#locked(async () => {
+			const cipher = new SessionCipher(this.store, addressOf(account))
+			let plaintext
+			if (type === 'pkmsg') plaintext = await cipher.decryptPreKeyWhisperMessage(body)
+			else if (type === 'msg') plaintext = await cipher.decryptWhisperMessage(body)
+			else throw new Error(`unsupported enc type ${type}`)
+			return proto.Message.decode(unpadRandomMax16(plaintext))
+		})
+	}
+
+	/** Drop the session with an account's device (the device was removed or re-paired). */
+	forgetSessionWith(/** @type {{ phone: string, device: number }} */ account) {
+		if (this.sessions.delete(addressOf(account).toString())) this.onChange()
+	}
+
+	/**
+	 * @template T
+	 * @param {() => Promise<T>} fn
+	 * @returns {Promise<T>}
+	 */
+	#locked(fn) {
+		const run = this.#lock.then(fn)
+		this.#lock = run.then(
+			() => this.onChange(),
+			() => this.onChange()
+		)
+		return run
+	}
+}

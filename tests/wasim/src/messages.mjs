@@ -1,0 +1,150 @@
+// 1:1 text messages in both directions between simulated contacts and the accounts' Baileys clients:
+// contact -> Baileys (encrypted <message>, live or queued for the next login) and Baileys -> contact
+// (decrypt each <to>/<enc>, ack it, answer with the contact's delivery receipt), plus receipts Baileys sends.
+import { getBinaryNodeChild, getBinaryNodeChildren } from 'baileys'
+import { SimError, notConnected } from './errors.mjs'
+import { decodeJid, newMessageId, unixNow, contentBytes } from './wire.mjs'
+
+/** How long a send waits for a just-logged-in account to upload its prekeys. */
+const PREKEY_WAIT_MS = 10_000
+
+/**
+ * @typedef {object} SendRequest
+ * @property {import('./contacts.mjs').Contact} contact
+ * @property {import('./accounts.mjs').Account} account
+ * @property {string} text
+ * @property {'pn'|'lid'} [addressing]
+ * @property {string} [id]
+ * @property {boolean} [alt] include sender_lid / sender_pn
+ * @property {'error'|'queue'} [ifOffline]
+ */
+
+/**
+ * A contact sends an encrypted text to an account.
+ * @param {import('./server.mjs').Simulator} sim
+ * @param {SendRequest} req
+ * @returns {Promise<{ id: string, enc: 'pkmsg'|'msg', queued: boolean }>}
+ */
+export async function sendContactMessage(sim, { contact, account, text, addressing = 'pn', id = newMessageId(), alt = true, ifOffline = 'error' }) {
+	if (!sim.isConnected(account.phone) && ifOffline !== 'queue') throw notConnected(`account ${account.phone} has no open connection`)
+	if (!account.bundle && sim.isConnected(account.phone)) {
+		// Right after the first login Baileys is still uploading its prekeys; give it a moment.
+		await sim.events.wait({ type: 'prekeys.uploaded', match: { account: account.phone }, after: sim.events.lastSeq, timeoutMs: PREKEY_WAIT_MS })
+	}
+	if (!account.bundle) throw new SimError(409, 'no_prekeys', `account ${account.phone} has not uploaded prekeys yet (it must log in once)`)
+
+	const { enc, body } = await contact.encryptTo(account, { conversation: text }, () => {
+		const preKey = account.preKeys.shift()
+		sim.state.changed()
+		return preKey
+	})
+	const addressAttrs =
+		addressing === 'lid'
+			? { from: contact.lidJid, addressing_mode: 'lid', ...(alt ? { sender_pn: contact.jid } : {}) }
+			: { from: contact.jid, ...(alt ? { sender_lid: contact.lidJid } : {}) }
+	/** @type {import('baileys').BinaryNode} */
+	const stanza = {
+		tag: 'message',
+		attrs: { ...addressAttrs, id, t: unixNow(), type: 'text', ...(contact.name ? { notify: contact.name } : {}) },
+		content: [{ tag: 'enc', attrs: { v: '2', type: enc }, content: body }]
+	}
+
+	// Re-check: the connection may have gone while we were encrypting.
+	const conn = sim.connectionFor(account.phone)
+	if (conn) {
+		conn.send(stanza)
+		sim.emit('message.incoming_sent', { account: account.phone, from: contact.phone, id, enc, addressing, offline: false })
+		return { id, enc, queued: false }
+	}
+	if (ifOffline !== 'queue') throw notConnected(`account ${account.phone} disconnected while sending`)
+	const queue = sim.state.offline.get(account.phone) ?? []
+	queue.push({ id, from: contact.phone, addressing, enc, stanza })
+	sim.state.offline.set(account.phone, queue)
+	sim.state.changed()
+	return { id, enc, queued: true }
+}
+
+/**
+ * Deliver the account's queued messages with offline="1" (Baileys upserts them as 'append').
+ * @param {import('./server.mjs').Simulator} sim
+ * @param {import('./server.mjs').Connection} conn
+ * @param {import('./accounts.mjs').Account} account
+ * @returns {string[]} ids of the messages delivered
+ */
+export function deliverOffline(sim, conn, account) {
+	const queue = sim.state.offline.get(account.phone)
+	if (!queue?.length) return []
+	sim.state.offline.delete(account.phone)
+	sim.state.changed()
+	for (const { id, from, addressing, enc, stanza } of queue) {
+		conn.send({ ...stanza, attrs: { ...stanza.attrs, offline: '1' } })
+		sim.emit('message.incoming_sent', { account: account.phone, from, id, enc, addressing, offline: true })
+	}
+	return queue.map(m => m.id)
+}
+
+/**
+ * A <message> Baileys sent: ack it, decrypt every <enc> addressed to a simulated contact, report it, and
+ * answer with the contact's delivery receipt.
+ * @param {import('./server.mjs').Simulator} sim
+ * @param {import('./server.mjs').Connection} conn
+ * @param {import('baileys').BinaryNode} node
+ */
+export async function handleOutgoingMessage(sim, conn, node) {
+	const { id, to: stanzaTo } = node.attrs
+	const account = conn.account ? sim.state.accounts.get(conn.account) : undefined
+	if (!account || !conn.isOpen) {
+		sim.log.warn('message from a connection that is not logged in', { conn: conn.id })
+		return
+	}
+	conn.send({ tag: 'ack', attrs: { class: 'message', id, from: stanzaTo, t: unixNow() } })
+
+	const participants = getBinaryNodeChild(node, 'participants')
+	const targets = participants
+		? getBinaryNodeChildren(participants, 'to').map(to => ({ jid: to.attrs.jid, encs: getBinaryNodeChildren(to, 'enc') }))
+		: [{ jid: stanzaTo, encs: getBinaryNodeChildren(node, 'enc') }]
+
+	const report = (/** @type {string} */ to, /** @type {string} */ error) =>
+		sim.emit('message.undecryptable', { account: account.phone, to, id, error })
+	let delivered = false
+	for (const { jid, encs } of targets) {
+		const target = decodeJid(jid)
+		// Fan-out to the account's own devices (there are none besides the sender): nothing to do.
+		if (!target || target.user === account.phone || target.user === account.lid) continue
+		const contact = sim.state.contactByUser(target.user)
+		if (!contact || target.device !== 0) {
+			report(jid, 'no simulated contact device at that jid')
+			continue
+		}
+		for (const enc of encs) {
+			const body = contentBytes(enc)
+			try {
+				if (!body) throw new Error('empty <enc>')
+				const message = await contact.decryptFrom(account, enc.attrs.type, body)
+				const text = message.conversation || message.extendedTextMessage?.text || null
+				sim.emit('message.outgoing', { account: account.phone, to: contact.phone, stanza_to: stanzaTo, id, enc: enc.attrs.type, text, message: message.toJSON() })
+				delivered = true
+			} catch (err) {
+				report(contact.phone, err instanceof Error ? err.message : String(err))
+			}
+		}
+	}
+	if (!targets.length) report(stanzaTo, 'message has no recipients')
+	// The contact's phone confirms delivery; Baileys turns this into a messages.update status.
+	if (delivered) conn.send({ tag: 'receipt', attrs: { from: stanzaTo, id, t: unixNow() } })
+}
+
+/**
+ * A <receipt> Baileys sent (delivery, read, retry…): record it and ack it like the server does.
+ * @param {import('./server.mjs').Simulator} sim
+ * @param {import('./server.mjs').Connection} conn
+ * @param {import('baileys').BinaryNode} node
+ */
+export function handleReceipt(sim, conn, node) {
+	const { id, to, type } = node.attrs
+	const list = getBinaryNodeChild(node, 'list')
+	const ids = [id, ...getBinaryNodeChildren(list, 'item').map(item => item.attrs.id)].filter(Boolean)
+	sim.emit('receipt', { account: conn.account, to, ids, type: type ?? 'delivery' })
+	conn.noteReceipts(ids)
+	conn.send({ tag: 'ack', attrs: { class: 'receipt', id, from: to, ...(type ? { type } : {}) } })
+}

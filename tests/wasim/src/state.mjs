@@ -1,0 +1,163 @@
+// Everything the simulator must remember across client reconnects, and (with --state FILE) across its
+// own restarts: its root and Noise static key pairs, accounts, contacts and queued offline messages.
+// Serialised with Baileys' BufferJSON so Buffers round-trip; written atomically, debounced.
+import { readFile, writeFile, rename } from 'node:fs/promises'
+import { writeFileSync, renameSync } from 'node:fs'
+import { BufferJSON, Curve } from 'baileys'
+import { Contact } from './contacts.mjs'
+
+const FORMAT_VERSION = 1
+const SAVE_DEBOUNCE_MS = 100
+
+/**
+ * @typedef {object} QueuedMessage a contact's message held until the account's next login
+ * @property {string} id
+ * @property {string} from contact phone
+ * @property {'pn'|'lid'} addressing
+ * @property {'pkmsg'|'msg'} enc
+ * @property {import('baileys').BinaryNode} stanza ready to send; gets offline="1" on delivery
+ */
+
+export class SimState {
+	/** @type {Map<string, import('./accounts.mjs').Account>} by phone */
+	accounts = new Map()
+	/** @type {Map<string, Contact>} by phone */
+	contacts = new Map()
+	/** @type {Map<string, Contact>} by LID user */
+	contactsByLid = new Map()
+	/** @type {Map<string, QueuedMessage[]>} by account phone */
+	offline = new Map()
+	/** @type {NodeJS.Timeout | undefined} */
+	#saveTimer
+	/** @type {Promise<void>} */
+	#saving = Promise.resolve()
+	#writes = 0
+
+	/**
+	 * @param {{ rootKey: KeyPair, staticKey: KeyPair, file?: string, log: import('./log.mjs').Logger }} opts
+	 * @typedef {{ public: Buffer, private: Buffer }} KeyPair
+	 */
+	constructor({ rootKey, staticKey, file, log }) {
+		this.rootKey = rootKey
+		this.staticKey = staticKey
+		this.file = file
+		this.log = log
+	}
+
+	/**
+	 * Load FILE if it exists, otherwise start fresh (and create it on the first save).
+	 * @param {{ file?: string, log: import('./log.mjs').Logger }} opts
+	 */
+	static async open({ file, log }) {
+		let raw
+		if (file) {
+			try {
+				raw = await readFile(file, 'utf8')
+			} catch (err) {
+				if (/** @type {NodeJS.ErrnoException} */ (err).code !== 'ENOENT') throw err
+			}
+		}
+		if (!raw) {
+			const state = new SimState({ rootKey: Curve.generateKeyPair(), staticKey: Curve.generateKeyPair(), file, log })
+			state.changed()
+			return state
+		}
+		const json = JSON.parse(raw, BufferJSON.reviver)
+		if (json.version !== FORMAT_VERSION) throw new Error(`${file}: unsupported state format ${json.version}`)
+		const state = new SimState({ rootKey: json.rootKey, staticKey: json.staticKey, file, log })
+		for (const account of json.accounts) state.accounts.set(account.phone, account)
+		for (const c of json.contacts) state.addContact(Contact.fromJSON(c, () => state.changed()))
+		for (const [phone, queue] of json.offline) state.offline.set(phone, queue)
+		log.info('state loaded', { file, accounts: state.accounts.size, contacts: state.contacts.size })
+		return state
+	}
+
+	/** @param {Contact} contact */
+	addContact(contact) {
+		this.contacts.set(contact.phone, contact)
+		this.contactsByLid.set(contact.lid, contact)
+		this.changed()
+	}
+
+	/**
+	 * A contact by PN or LID user.
+	 * @param {string | undefined} user
+	 */
+	contactByUser(user) {
+		if (!user) return undefined
+		return this.contacts.get(user) ?? this.contactsByLid.get(user)
+	}
+
+	/** @param {string | undefined} lid */
+	accountByLid(lid) {
+		for (const a of this.accounts.values()) if (a.lid === lid) return a
+		return undefined
+	}
+
+	/**
+	 * Forget an account's device: the account, its queued messages and the contacts' sessions with it.
+	 * @param {string} phone
+	 */
+	deleteAccount(phone) {
+		const account = this.accounts.get(phone)
+		if (!account) return
+		for (const contact of this.contacts.values()) contact.forgetSessionWith(account)
+		this.accounts.delete(phone)
+		this.offline.delete(phone)
+		this.changed()
+	}
+
+	/** Forget accounts, contacts and queues; keep the key pairs so running clients keep trusting us. */
+	reset() {
+		this.accounts.clear()
+		this.contacts.clear()
+		this.contactsByLid.clear()
+		this.offline.clear()
+		this.changed()
+	}
+
+	/** Note a change; the file is rewritten shortly after (coalescing bursts such as Signal operations). */
+	changed() {
+		if (!this.file || this.#saveTimer) return
+		this.#saveTimer = setTimeout(() => {
+			this.#saveTimer = undefined
+			this.#saving = this.#saving.then(() => this.#write()).catch(err => this.log.error('state save failed', { error: String(err) }))
+		}, SAVE_DEBOUNCE_MS)
+	}
+
+	/** Write any pending change now (used on shutdown). Synchronous so it also works from signal handlers. */
+	flushSync() {
+		if (!this.file) return
+		clearTimeout(this.#saveTimer)
+		this.#saveTimer = undefined
+		const tmp = this.#tmpName()
+		writeFileSync(tmp, this.#serialise())
+		renameSync(tmp, this.file)
+	}
+
+	async #write() {
+		if (!this.file) return
+		const tmp = this.#tmpName()
+		await writeFile(tmp, this.#serialise())
+		await rename(tmp, this.file)
+	}
+
+	/** Each write gets its own temp file, so a shutdown flush never races an in-flight async save. */
+	#tmpName() {
+		return `${this.file}.${process.pid}.${++this.#writes}.tmp`
+	}
+
+	#serialise() {
+		return JSON.stringify(
+			{
+				version: FORMAT_VERSION,
+				rootKey: this.rootKey,
+				staticKey: this.staticKey,
+				accounts: [...this.accounts.values()],
+				contacts: [...this.contacts.values()].map(c => c.toJSON()),
+				offline: [...this.offline]
+			},
+			BufferJSON.replacer
+		)
+	}
+}

@@ -1,0 +1,103 @@
+// A real, unmodified Baileys client in its own process, driven over IPC by the tests (harness.mjs).
+// Started with `--import ../trust-root.mjs` and WA_SIM_ROOT_PUB so it trusts the simulator's root,
+// exactly as the bridge will be. It never reconnects by itself: the test decides, like the bridge would.
+import makeWASocket, { initAuthCreds, BufferJSON } from 'baileys'
+
+// libsignal dumps sessions (key material) through console.info; tests must never print keys.
+console.log = console.info = console.debug = console.warn = console.error = () => {}
+
+/** A logger that satisfies Baileys' ILogger and says nothing. */
+const silent = {
+	level: 'silent',
+	child: () => silent,
+	trace() {},
+	debug() {},
+	info() {},
+	warn() {},
+	error() {},
+	fatal() {}
+}
+
+/** In-memory auth state that can be exported/imported as JSON (like useMultiFileAuthState, minus files). */
+let auth = { creds: initAuthCreds(), keys: /** @type {Record<string, Record<string, any>>} */ ({}) }
+const keyStore = {
+	get: async (/** @type {string} */ type, /** @type {string[]} */ ids) =>
+		Object.fromEntries(ids.filter(id => auth.keys[type]?.[id] != null).map(id => [id, auth.keys[type][id]])),
+	set: async (/** @type {Record<string, Record<string, any>>} */ data) => {
+		for (const type in data) {
+			auth.keys[type] ??= {}
+			for (const id in data[type]) {
+				if (data[type][id] == null) delete auth.keys[type][id]
+				else auth.keys[type][id] = data[type][id]
+			}
+		}
+	}
+}
+
+/** @type {ReturnType<typeof makeWASocket> | undefined} */
+let sock
+
+const post = (/** @type {string} */ name, /** @type {unknown} */ data) => process.send?.({ kind: 'event', name, data })
+
+/** @type {Record<string, (args: any) => unknown>} */
+const commands = {
+	connect({ url }) {
+		const s = makeWASocket({ waWebSocketUrl: url, auth: { creds: auth.creds, keys: keyStore }, logger: silent, markOnlineOnConnect: false })
+		sock = s
+		s.ev.on('creds.update', update => Object.assign(auth.creds, update))
+		s.ev.on('connection.update', update => {
+			if (s !== sock) return
+			const error = /** @type {any} */ (update.lastDisconnect?.error)
+			post('connection.update', {
+				connection: update.connection,
+				qr: update.qr,
+				isNewLogin: update.isNewLogin,
+				receivedPendingNotifications: update.receivedPendingNotifications,
+				statusCode: error?.output?.statusCode
+			})
+		})
+		s.ev.on('messages.upsert', ({ messages, type }) => {
+			for (const m of messages) {
+				post('messages.upsert', {
+					type,
+					key: m.key,
+					pushName: m.pushName,
+					status: m.status,
+					text: m.message?.conversation ?? m.message?.extendedTextMessage?.text ?? null
+				})
+			}
+		})
+		s.ev.on('messages.update', updates => post('messages.update', updates.map(u => ({ key: u.key, status: u.update.status }))))
+		s.ev.on('lid-mapping.update', mapping => post('lid-mapping.update', mapping))
+		return true
+	},
+	end() {
+		sock?.end(undefined)
+		sock = undefined
+		return true
+	},
+	user: () => sock?.user ?? null,
+	me: () => auth.creds.me ?? null,
+	async send({ jid, text }) {
+		const msg = await sock?.sendMessage(jid, { text })
+		return msg?.key ?? null
+	},
+	pairingCode: ({ phone }) => sock?.requestPairingCode(phone),
+	lidForPn: ({ pn }) => sock?.signalRepository.lidMapping.getLIDForPN(pn),
+	exportAuth: () => JSON.stringify(auth, BufferJSON.replacer),
+	importAuth({ json }) {
+		auth = JSON.parse(json, BufferJSON.reviver)
+		return true
+	}
+}
+
+process.on('message', async (/** @type {{ id: number, cmd: string, args?: any }} */ msg) => {
+	try {
+		const fn = commands[msg.cmd]
+		if (!fn) throw new Error(`unknown command ${msg.cmd}`)
+		process.send?.({ kind: 'reply', id: msg.id, ok: true, value: (await fn(msg.args ?? {})) ?? null })
+	} catch (err) {
+		process.send?.({ kind: 'reply', id: msg.id, ok: false, error: err instanceof Error ? err.message : String(err) })
+	}
+})
+process.on('disconnect', () => process.exit(0))
