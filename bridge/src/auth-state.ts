@@ -1,0 +1,201 @@
+/**
+ * Baileys' auth state over the protocol: a SignalKeyStore whose get/set are `keys.get`/`keys.set` calls to the
+ * connector (wrapped in makeCacheableSignalKeyStore), and `creds.save` of the whole creds on every creds.update.
+ * Nothing is stored here. Values cross the wire in BufferJSON form and come back byte-exact.
+ *
+ * One RpcAuthState belongs to one socket. Its writes are tracked so the session can wait for all of them before it
+ * reports the socket closed (PROTOCOL.md: the `close` event follows every `creds.save`/`keys.set` answer); after
+ * seal() every further write fails loudly, so a dead socket cannot overwrite what a newer one stored.
+ */
+import {
+	BufferJSON,
+	initAuthCreds,
+	makeCacheableSignalKeyStore,
+	proto,
+	type AuthenticationCreds,
+	type AuthenticationState,
+	type CacheStore,
+	type SignalDataSet,
+	type SignalDataTypeMap,
+	type SignalKeyStore
+} from 'baileys'
+import type { Logger } from 'pino'
+import { RpcError, validateBridgeResult, type JsonObject } from './protocol.js'
+import { errText } from './rpc.js'
+
+/** the part of RpcPeer this module needs (tests pass a fake) */
+export interface Caller {
+	call(method: string, params: object, timeoutMs?: number): Promise<unknown>
+}
+
+/** a value into its wire form: Buffers become {"type": "Buffer", "data": base64}, protobuf objects their JSON form */
+export function encodeWire<T>(value: T): JsonObject {
+	return JSON.parse(JSON.stringify(value, BufferJSON.replacer)) as JsonObject
+}
+
+/** a wire value back into Baileys' form (Buffers revived) */
+export function decodeWire<T>(value: unknown): T {
+	return JSON.parse(JSON.stringify(value), BufferJSON.reviver) as T
+}
+
+/** revive one key-store value as useMultiFileAuthState does */
+export function reviveKey(type: string, value: unknown): unknown {
+	const v = decodeWire<unknown>(value)
+	if (type === 'app-state-sync-key' && v) return proto.Message.AppStateSyncKeyData.fromObject(v as Record<string, unknown>)
+	return v
+}
+
+export function freshCreds(): AuthenticationCreds {
+	return initAuthCreds()
+}
+
+export class RpcAuthState {
+	readonly creds: AuthenticationCreds
+	readonly keys: SignalKeyStore
+	private readonly inflight = new Set<Promise<unknown>>()
+	private sealedReason: string | undefined
+	private credsLoop: Promise<void> | undefined
+	private credsDirty = false
+	private readonly onError: (message: string) => void
+
+	constructor(
+		private readonly session: string,
+		private readonly rpc: Caller,
+		private readonly log: Logger,
+		creds: AuthenticationCreds,
+		opts: { keyCache?: CacheStore; onError?: (message: string) => void } = {}
+	) {
+		this.creds = creds
+		this.onError = opts.onError ?? (() => {})
+		const raw: SignalKeyStore = {
+			get: (type, ids) => this.getKeys(type, ids),
+			set: data => this.setKeys(data)
+		}
+		const cached = makeCacheableSignalKeyStore(raw, log.child({ component: 'key-cache' }), opts.keyCache)
+		// writes are tracked from the moment Baileys issues them, including while they queue behind the cache mutex
+		this.keys = {
+			get: (type, ids) => cached.get(type, ids),
+			set: data => this.track(Promise.resolve(cached.set(data))),
+			clear: () => cached.clear?.()
+		}
+	}
+
+	/** the AuthenticationState handed to makeWASocket */
+	get state(): AuthenticationState {
+		return { creds: this.creds, keys: this.keys }
+	}
+
+	/** creds from the connector (BufferJSON form) */
+	static reviveCreds(wire: JsonObject): AuthenticationCreds {
+		return decodeWire<AuthenticationCreds>(wire)
+	}
+
+	/** send the creds with creds.save and wait for the answer (used before the first connect of new creds) */
+	async saveCredsNow(): Promise<void> {
+		await this.track(this.rpc.call('creds.save', { session: this.session, creds: encodeWire(this.creds) }))
+	}
+
+	/**
+	 * creds.update: save the FULL creds. At most one creds.save is in flight per socket; updates arriving meanwhile
+	 * are coalesced into one more save that sends the creds as they are when it starts.
+	 */
+	saveCreds(): void {
+		if (this.sealedReason) {
+			this.log.warn({ reason: this.sealedReason }, 'creds.update after the socket was closed, not saved')
+			return
+		}
+		if (this.credsLoop) {
+			this.credsDirty = true
+			return
+		}
+		this.credsLoop = this.track(this.runCredsLoop()).finally(() => {
+			this.credsLoop = undefined
+		})
+	}
+
+	private async runCredsLoop(): Promise<void> {
+		// let Baileys' own creds.update listener merge the partial update first
+		await Promise.resolve()
+		do {
+			this.credsDirty = false
+			try {
+				await this.rpc.call('creds.save', { session: this.session, creds: encodeWire(this.creds) })
+				this.log.debug('creds saved')
+			} catch (err) {
+				const message = `creds.save failed: ${errText(err)}`
+				this.log.error({ err: errText(err) }, 'creds.save failed')
+				this.onError(message)
+			}
+		} while (this.credsDirty && !this.sealedReason)
+	}
+
+	private async getKeys<T extends keyof SignalDataTypeMap>(type: T, ids: string[]): Promise<{ [id: string]: SignalDataTypeMap[T] }> {
+		if (this.sealedReason) throw new RpcError('not_connected', `key store of ${this.session} is closed (${this.sealedReason})`)
+		if (ids.length === 0) return {}
+		const result = validateBridgeResult('keys.get', await this.rpc.call('keys.get', { session: this.session, type, ids }))
+		const out: { [id: string]: SignalDataTypeMap[T] } = {}
+		for (const id of ids) {
+			const v = result.values[id]
+			if (v !== undefined && v !== null) out[id] = reviveKey(type, v) as SignalDataTypeMap[T]
+		}
+		this.log.trace({ type, asked: ids.length, found: Object.keys(out).length }, 'keys.get')
+		return out
+	}
+
+	private async setKeys(data: SignalDataSet): Promise<void> {
+		if (this.sealedReason) throw new RpcError('not_connected', `key store of ${this.session} is closed (${this.sealedReason})`)
+		const wire: Record<string, Record<string, unknown>> = {}
+		let count = 0
+		for (const [type, entries] of Object.entries(data)) {
+			if (!entries) continue
+			const out: Record<string, unknown> = {}
+			for (const [id, value] of Object.entries(entries)) {
+				// JSON drops undefined: a delete must stay an explicit null
+				out[id] = value === undefined || value === null ? null : encodeWire(value)
+				count++
+			}
+			if (Object.keys(out).length) wire[type] = out
+		}
+		if (count === 0) return
+		this.log.trace({ types: Object.keys(wire), count }, 'keys.set')
+		validateBridgeResult('keys.set', await this.rpc.call('keys.set', { session: this.session, data: wire }))
+	}
+
+	private track<T>(p: Promise<T>): Promise<T> {
+		const settled = p.then(
+			() => undefined,
+			() => undefined
+		)
+		this.inflight.add(settled)
+		void settled.then(() => this.inflight.delete(settled))
+		return p
+	}
+
+	/** number of creds.save/keys.set calls not yet answered */
+	get pendingWrites(): number {
+		return this.inflight.size
+	}
+
+	/** wait until every creds.save/keys.set issued so far (and any issued while waiting) has settled */
+	async drain(maxMs: number): Promise<boolean> {
+		const deadline = Date.now() + maxMs
+		while (this.inflight.size) {
+			const left = deadline - Date.now()
+			if (left <= 0) return false
+			let timer: NodeJS.Timeout | undefined
+			await Promise.race([
+				Promise.allSettled([...this.inflight]),
+				new Promise(resolve => {
+					timer = setTimeout(resolve, left)
+				})
+			])
+			clearTimeout(timer)
+		}
+		return true
+	}
+
+	/** refuse every further read and write (the socket is gone) */
+	seal(reason: string): void {
+		this.sealedReason ??= reason
+	}
+}
