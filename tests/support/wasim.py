@@ -185,7 +185,7 @@ class WasimClient:
         return (await self.request("POST", "/disconnect", body))["closed"]  # type: ignore[no-any-return]
 
     async def last_seq(self) -> int:
-        return (await self.request("GET", "/events", params={"limit": "0"}))["last_seq"]  # type: ignore[no-any-return]
+        return (await self.request("GET", "/events", params={"limit": "1", "after": "1000000000"}))["last_seq"]  # type: ignore[no-any-return]
 
     async def events(self, type: str | None = None, after: int = 0) -> list[dict[str, Any]]:
         params = {"after": str(after), "limit": "20000"}
