@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { checkEvent } from '../dist/protocol.js'
+import { collectLines } from './helpers.mjs'
 
 const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url))
 
@@ -18,27 +19,7 @@ function startBridge(env = {}) {
 	child.stdout.on('data', d => { stdout += d })
 	child.stderr.on('data', d => { stderr += d })
 	const rpc = child.stdio[3]
-	const lines = []
-	const waiters = []
-	let buf = ''
-	rpc.on('data', d => {
-		buf += d
-		let i
-		while ((i = buf.indexOf('\n')) >= 0) {
-			const m = JSON.parse(buf.slice(0, i))
-			buf = buf.slice(i + 1)
-			const w = waiters.find(x => x.pred(m))
-			if (w) { waiters.splice(waiters.indexOf(w), 1); w.resolve(m) } else lines.push(m)
-		}
-	})
-	const next = (pred, ms = 10000) => {
-		const hit = lines.find(pred)
-		if (hit) { lines.splice(lines.indexOf(hit), 1); return Promise.resolve(hit) }
-		return new Promise((resolve, reject) => {
-			const t = setTimeout(() => reject(new Error('bridge wrote no matching line; stderr:\n' + stderr)), ms)
-			waiters.push({ pred, resolve: m => { clearTimeout(t); resolve(m) } })
-		})
-	}
+	const { next } = collectLines(rpc, () => '; stderr:\n' + stderr)
 	const exited = new Promise(resolve => child.on('exit', (code, signal) => resolve({ code, signal })))
 	return { child, rpc, next, exited, out: () => ({ stdout, stderr }) }
 }
