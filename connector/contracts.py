@@ -1,0 +1,184 @@
+"""Wire contracts between the connector, the Lambda functions and the chatbot (DESIGN sections 5 and 6).
+
+Imports only pydantic and the standard library, so the Lambda bundle can import it. Every queue body carries
+``type`` and ``v``; golden examples live in ``tests/fixtures/events/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CONTRACT_VERSION = 1
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# ---- pieces -----------------------------------------------------------------------------------------------------
+
+
+class Account(Contract):
+    """The linked account itself (``me``): bare jids without device."""
+
+    pn: str | None = None
+    lid: str | None = None
+
+
+class ChatRef(Contract):
+    jid: str
+    """The chat exactly as WhatsApp addressed it (``remoteJid``): replies go here, a LID chat stays a LID chat."""
+    pn: str | None = None
+    lid: str | None = None
+    is_group: bool = False
+
+
+class SenderRef(Contract):
+    jid: str
+    pn: str | None = None
+    lid: str | None = None
+    push_name: str | None = None
+
+
+class QuotedRef(Contract):
+    id: str
+    text: str | None = None
+
+
+class MessageRef(Contract):
+    id: str
+    type: str
+    """``text`` for conversation/extendedText; otherwise the Baileys message field name (``imageMessage`` …)."""
+    text: str | None = None
+    timestamp: int
+    quoted: QuotedRef | None = None
+
+
+class RawKey(Contract):
+    """The Baileys message key as received (kept for replies that quote and for read receipts)."""
+
+    remoteJid: str
+    fromMe: bool = False
+    id: str
+    participant: str | None = None
+    remoteJidAlt: str | None = None
+    participantAlt: str | None = None
+    addressingMode: Literal["pn", "lid"] | None = None
+
+
+# ---- queue bodies -----------------------------------------------------------------------------------------------
+
+
+class InboundEnvelope(Contract):
+    """Body of one ``inbound.fifo`` message: one WhatsApp message event."""
+
+    type: Literal["inbound.message"] = "inbound.message"
+    v: Literal[1] = 1
+    event_id: str
+    session_id: str
+    upsert_type: Literal["notify", "append"]
+    received_at: int
+    """Unix milliseconds when the connector saw the event."""
+    me: Account
+    from_me: bool
+    chat: ChatRef
+    sender: SenderRef
+    message: MessageRef
+    key: RawKey
+
+
+class OutboundReply(Contract):
+    """Body of one ``outbound.fifo`` message: one reply for the connector to send."""
+
+    type: Literal["outbound.reply"] = "outbound.reply"
+    v: Literal[1] = 1
+    reply_id: str
+    """Stable across redelivery: ``reply_id(event_id, index)``; the WhatsApp message id is derived from it."""
+    event_id: str | None
+    """The inbound event this answers (``None`` for a message sent through the API)."""
+    session_id: str
+    to: str
+    """The jid exactly as the chat was addressed."""
+    text: str
+    quoted: RawKey | None = None
+
+
+# ---- the chatbot (DESIGN section 6) -----------------------------------------------------------------------------
+
+
+class ChatbotRequest(Contract):
+    event_id: str
+    session_id: str
+    chat: ChatRef
+    sender: SenderRef
+    message: MessageRef
+    me: Account
+
+
+class ChatbotReply(Contract):
+    text: str = Field(min_length=1, max_length=65536)
+    quote: bool = False
+
+
+class ChatbotResponse(Contract):
+    replies: list[ChatbotReply] = Field(default_factory=list, max_length=20)
+
+
+# ---- ids --------------------------------------------------------------------------------------------------------
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
+
+
+def event_id(session_id: str, chat_jid: str, from_me: bool, participant: str | None, message_id: str) -> str:
+    """Stable id of one WhatsApp message event: the same message re-emitted by Baileys (reconnect, offline
+    ``append``, retry resend) gets the same id. ``chat_jid`` must be the canonical chat (see ``canonical_chat``),
+    so a re-emit that swaps the PN and LID forms of the chat still matches. 64 hex chars (SQS dedup ids ≤ 128)."""
+    return _digest("ev1", session_id, chat_jid, bool(from_me), participant or "", message_id)
+
+
+def reply_id(event_id: str, index: int) -> str:
+    """Id of the ``index``-th reply to ``event_id``: the ``outbound.fifo`` dedup id and the send record's key."""
+    return _digest("re1", event_id, index)
+
+
+def whatsapp_message_id(reply_id: str) -> str:
+    """The WhatsApp message id a reply is sent with, derived from its reply id, so a re-send after a crash is the
+    same WhatsApp message (the contact's phone drops the duplicate). Same shape as Baileys' own ids."""
+    return "3EB0" + reply_id[:20].upper()
+
+
+def canonical_chat(remote_jid: str, remote_jid_alt: str | None) -> str:
+    """The chat's LID when known, else the jid as received (groups are their own canonical form)."""
+    if remote_jid.endswith("@lid"):
+        return remote_jid
+    if remote_jid_alt and remote_jid_alt.endswith("@lid"):
+        return remote_jid_alt
+    return remote_jid
+
+
+def message_group_id(session_id: str, chat: str) -> str:
+    """``MessageGroupId`` of a chat: one chat is ordered, chats run in parallel. At most 128 characters."""
+    group = f"{session_id}:{chat}"
+    return group if len(group) <= 128 else _digest("g1", group)
+
+
+# ---- LID map keys (lid_map table) -------------------------------------------------------------------------------
+
+
+def jid_user(jid: str) -> str:
+    """``15551234567:3@s.whatsapp.net`` → ``15551234567``: the user part without device or server."""
+    return jid.split("@", 1)[0].split(":", 1)[0]
+
+
+def lid_map_key_for_lid(lid: str) -> str:
+    return f"lid#{jid_user(lid)}"
+
+
+def lid_map_key_for_pn(pn: str) -> str:
+    return f"pn#{jid_user(pn)}"

@@ -1,0 +1,111 @@
+"""The AWS resources wa-relay uses, defined once.
+
+The local stack creates exactly these (``create_tables``/``create_queues``), the code reads their names from the
+environment variables named here, and ``infra/terraform`` mirrors them (a test checks that they agree). Boto3 is
+imported lazily so the Lambda bundle and the contracts can import the names without it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    env: str
+    """Environment variable holding the table name."""
+    default_name: str
+    hash_key: str
+    range_key: str | None = None
+    ttl_attribute: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    env: str
+    """Environment variable holding the queue URL."""
+    name: str
+    dlq_name: str
+    max_receive_count: int
+    visibility_timeout_s: int
+
+
+AUTH_TABLE = TableSpec("AUTH_TABLE", "wa-relay-auth", hash_key="pk", range_key="sk")
+"""Creds, leases and every Signal key: ``pk`` = session id, ``sk`` = ``creds`` | ``lease`` | ``key#<type>#<id>``."""
+
+LID_MAP_TABLE = TableSpec("LID_MAP_TABLE", "wa-relay-lid-map", hash_key="pk")
+"""``pk`` = ``lid#<lidUser>`` → ``pn``, and ``pn#<pnUser>`` → ``lid``: two items per pair, both read consistently."""
+
+IDEMPOTENCY_TABLE = TableSpec("IDEMPOTENCY_TABLE", "wa-relay-idempotency", hash_key="id", ttl_attribute="expiration")
+"""Powertools idempotency records (inbound ``event_id``) and reply-send records; TTL on ``expiration``."""
+
+TABLES = (AUTH_TABLE, LID_MAP_TABLE, IDEMPOTENCY_TABLE)
+
+INBOUND_FUNCTION_TIMEOUT_S = 30
+"""The inbound Lambda's timeout; the inbound queue's visibility timeout is six times it (AWS guidance)."""
+
+INBOUND_QUEUE = QueueSpec(
+    "INBOUND_QUEUE_URL", "wa-relay-inbound.fifo", "wa-relay-inbound-dlq.fifo",
+    max_receive_count=5, visibility_timeout_s=6 * INBOUND_FUNCTION_TIMEOUT_S,
+)  # fmt: skip
+OUTBOUND_QUEUE = QueueSpec(
+    "OUTBOUND_QUEUE_URL", "wa-relay-outbound.fifo", "wa-relay-outbound-dlq.fifo",
+    max_receive_count=5, visibility_timeout_s=60,
+)  # fmt: skip
+QUEUES = (INBOUND_QUEUE, OUTBOUND_QUEUE)
+
+# AWS limits the code enforces itself (moto is lenient about some of them).
+DYNAMODB_BATCH_GET_MAX = 100
+DYNAMODB_BATCH_WRITE_MAX = 25
+DYNAMODB_TRANSACT_MAX = 100
+DYNAMODB_ITEM_MAX_BYTES = 400 * 1024
+SQS_BODY_MAX_BYTES = 1024 * 1024
+SQS_BATCH_MAX = 10
+
+
+def create_tables(dynamodb: Any, names: dict[str, str] | None = None) -> dict[str, str]:
+    """Create every table (on-demand) that does not exist yet; returns ``{env: table name}``."""
+    names = names or {}
+    existing = set(dynamodb.list_tables().get("TableNames", []))
+    out = {}
+    for spec in TABLES:
+        name = names.get(spec.env, spec.default_name)
+        out[spec.env] = name
+        if name in existing:
+            continue
+        keys = [(spec.hash_key, "HASH")] + ([(spec.range_key, "RANGE")] if spec.range_key else [])
+        dynamodb.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
+            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
+        )
+        dynamodb.get_waiter("table_exists").wait(TableName=name)
+        if spec.ttl_attribute:
+            dynamodb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute}
+            )
+    return out
+
+
+def create_queues(sqs: Any) -> dict[str, str]:
+    """Create every FIFO queue with its FIFO DLQ and redrive policy; returns ``{env: queue url}``."""
+    out = {}
+    for spec in QUEUES:
+        fifo = {"FifoQueue": "true", "ContentBasedDeduplication": "false"}
+        dlq_url = sqs.create_queue(QueueName=spec.dlq_name, Attributes=fifo)["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(spec.max_receive_count)}
+        url = sqs.create_queue(
+            QueueName=spec.name,
+            Attributes={
+                **fifo,
+                "VisibilityTimeout": str(spec.visibility_timeout_s),
+                "RedrivePolicy": json.dumps(redrive),
+            },
+        )["QueueUrl"]
+        out[spec.env] = url
+        out[spec.env.replace("_URL", "_DLQ_URL")] = dlq_url
+    return out
