@@ -35,3 +35,38 @@ class AuthStore(CredsStore, SignalKeyStore):
     @abstractmethod
     async def delete_session(self, session: SessionId) -> None:
         """Remove the creds and every key of ``session`` (after a logout)."""
+
+    @abstractmethod
+    async def list_sessions(self) -> list[SessionId]:
+        """Every session that has creds stored (the connector starts these at boot)."""
+
+
+class LidMapStore(ABC):
+    """PN ↔ LID pairs, fed from every source the connector sees (``lid-mapping.update``, message alt jids,
+    ``lid-mapping`` key writes) and read by the inbound function. Jids are stored normalised: bare user, no
+    device (``15551234567@s.whatsapp.net``, ``123456789012345@lid``)."""
+
+    @abstractmethod
+    async def put_pairs(self, pairs: list[tuple[str, str]]) -> None:
+        """Store ``(lid, pn)`` pairs in both directions. Durable on return; raises ``StoreError`` otherwise."""
+
+    @abstractmethod
+    async def pn_for_lids(self, lids: list[str]) -> dict[str, str]:
+        """``{lid: pn}`` for the LIDs that have a known phone number (missing ones are left out)."""
+
+    @abstractmethod
+    async def lid_for_pns(self, pns: list[str]) -> dict[str, str]:
+        """``{pn: lid}`` for the phone numbers that have a known LID (missing ones are left out)."""
+
+
+class ReplyLog(ABC):
+    """Which replies were already sent (DESIGN section 5): checked before sending an ``outbound.fifo`` message and
+    written before it is deleted, so a redelivered reply is not sent twice."""
+
+    @abstractmethod
+    async def sent_message_id(self, reply_id: str) -> str | None:
+        """The WhatsApp message id the reply was sent as, or ``None`` if it was not sent (or its record expired)."""
+
+    @abstractmethod
+    async def record_sent(self, reply_id: str, message_id: str) -> None:
+        """Remember that ``reply_id`` went out as ``message_id``. Durable on return."""
