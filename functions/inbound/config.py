@@ -1,0 +1,80 @@
+"""The inbound function's configuration: one frozen object, read from the environment once (in ``handler.py``).
+
+Names: DESIGN section 12 (``CHATBOT_URL``, ``CHATBOT_SECRET``, ``DEDUP_TTL_S``) and ``connector.resources`` (table and
+queue variables); the rest are this function's own, set by Terraform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from connector.resources import IDEMPOTENCY_TABLE, INBOUND_QUEUE, LID_MAP_TABLE, OUTBOUND_QUEUE
+from functions.inbound.errors import InboundConfigError
+
+INBOUND_DLQ_ENV = INBOUND_QUEUE.env.replace("_URL", "_DLQ_URL")  # INBOUND_QUEUE_DLQ_URL, as create_queues names it
+
+
+@dataclass(frozen=True)
+class InboundConfig:
+    chatbot_url: str
+    chatbot_secret: str = field(repr=False)
+    outbound_queue_url: str
+    inbound_dlq_url: str
+    idempotency_table: str = IDEMPOTENCY_TABLE.default_name
+    lid_map_table: str = LID_MAP_TABLE.default_name
+    dedup_ttl_s: int = 86400
+    """How long an ``event_id`` is remembered (DESIGN section 5: default 24 h, at least 60 s)."""
+    forward_groups: bool = False
+    chatbot_timeout_s: float = 10.0
+    chatbot_max_attempts: int = 4
+    chatbot_retry_base_s: float = 0.5
+    """First backoff step; doubles per attempt, plus up to the same again as jitter."""
+    chatbot_retry_max_s: float = 8.0
+    """Cap of one backoff step (a ``Retry-After`` is honoured as given, bounded only by the remaining time)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> InboundConfig:
+        def required(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                raise InboundConfigError(f"{name} must be set")
+            return value
+
+        def number(name: str, default: float, minimum: float) -> float:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise InboundConfigError(f"{name} must be a number, got {raw!r}") from None
+            if value < minimum:
+                raise InboundConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+            return value
+
+        def flag(name: str) -> bool:
+            raw = env.get(name, "").strip().lower()
+            if raw in ("", "0", "false", "no", "off"):
+                return False
+            if raw in ("1", "true", "yes", "on"):
+                return True
+            raise InboundConfigError(f"{name} must be true or false, got {raw!r}")
+
+        url = required("CHATBOT_URL")
+        if not url.startswith(("https://", "http://")):
+            raise InboundConfigError("CHATBOT_URL must be an http(s) URL")
+        return cls(
+            chatbot_url=url,
+            chatbot_secret=required("CHATBOT_SECRET"),
+            outbound_queue_url=required(OUTBOUND_QUEUE.env),
+            inbound_dlq_url=required(INBOUND_DLQ_ENV),
+            idempotency_table=env.get(IDEMPOTENCY_TABLE.env) or IDEMPOTENCY_TABLE.default_name,
+            lid_map_table=env.get(LID_MAP_TABLE.env) or LID_MAP_TABLE.default_name,
+            dedup_ttl_s=int(number("DEDUP_TTL_S", cls.dedup_ttl_s, 60)),
+            forward_groups=flag("FORWARD_GROUPS"),
+            chatbot_timeout_s=number("CHATBOT_TIMEOUT_S", cls.chatbot_timeout_s, 0.1),
+            chatbot_max_attempts=int(number("CHATBOT_MAX_ATTEMPTS", cls.chatbot_max_attempts, 1)),
+            chatbot_retry_base_s=number("CHATBOT_RETRY_BASE_S", cls.chatbot_retry_base_s, 0),
+            chatbot_retry_max_s=number("CHATBOT_RETRY_MAX_S", cls.chatbot_retry_max_s, 0),
+        )

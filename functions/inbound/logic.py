@@ -1,0 +1,229 @@
+"""One inbound record: parse → filter → (once per ``event_id``) resolve LID/PN → ask the chatbot → queue replies.
+
+Decisions written down here:
+- Filtering happens before the idempotency record is taken, so a skipped event never uses up its ``event_id``.
+  Skipped: own messages (``from_me``), ``status@broadcast``, broadcast lists, newsletters, protocol messages,
+  reactions and other content-free kinds (poll votes, pins, keep-in-chat, key distribution), messages without content,
+  and groups unless ``FORWARD_GROUPS`` is on. ``upsert_type`` is not filtered: an ``append`` from a contact (e.g.
+  delivered while the connector was offline) still deserves an answer.
+- ``relay`` runs at most once per ``event_id`` within ``DEDUP_TTL_S`` (Powertools idempotency, key prefix
+  ``wa-inbound``): a redelivery after success returns the stored outcome without calling the bot; an exception
+  releases the record, so the retry runs again (replies keep their dedup ids, so SQS drops copies within 5 minutes).
+- A permanent chatbot rejection (4xx, invalid 200 body) completes the record with an ERROR log line and no reply:
+  redelivery would be rejected again.
+- Malformed bodies go to the inbound DLQ with a reason and the record counts as processed; if that send fails the
+  record fails (it stays on the queue and reaches the DLQ through the redrive policy anyway).
+- Replies are addressed to ``chat.jid`` exactly as received and grouped like the inbound chat
+  (``message_group_id(session, canonical_chat(remoteJid, remoteJidAlt))``, the same call the publisher makes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    BasePersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from pydantic import ValidationError
+
+from connector.contracts import (
+    ChatbotRequest,
+    ChatRef,
+    InboundEnvelope,
+    OutboundReply,
+    SenderRef,
+    canonical_chat,
+    jid_user,
+    lid_map_key_for_lid,
+    lid_map_key_for_pn,
+    message_group_id,
+    reply_id,
+)
+from functions.inbound.chatbot import Chatbot
+from functions.inbound.errors import ChatbotRejected
+from functions.inbound.lidmap import LidMap
+from functions.inbound.models import InboundRecord, describe_invalid
+from functions.inbound.queues import DeadLetterQueue, ReplyQueue
+
+logger = Logger(service="wa-relay", child=True)
+
+IDEMPOTENCY_KEY_PREFIX = "wa-inbound"
+"""Stable across renames of the function or this module (otherwise they would silently reset dedup)."""
+RESERVE_S = 3.0
+"""Time kept back from the chatbot for queueing replies and completing the idempotency record."""
+PERMANENT_FAILURE = "chatbot rejected event permanently"
+
+NO_CONTENT_TYPES = {
+    "protocolMessage": "protocol message",
+    "reactionMessage": "reaction",
+    "encReactionMessage": "reaction",
+    "pollUpdateMessage": "poll vote",
+    "pinInChatMessage": "pin",
+    "keepInChatMessage": "keep in chat",
+    "senderKeyDistributionMessage": "key distribution",
+    "messageContextInfo": "no content",
+    "unknown": "no content",
+}
+
+RelayOnce = Callable[..., dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Deps:
+    chatbot: Chatbot
+    lid_map: LidMap
+    replies: ReplyQueue
+    dead_letters: DeadLetterQueue
+    relay_once: RelayOnce
+    """``relay`` behind the idempotency utility (``idempotent_relay``)."""
+    forward_groups: bool = False
+
+
+def idempotent_relay(config: IdempotencyConfig, persistence: BasePersistenceLayer) -> RelayOnce:
+    """``relay``, run at most once per ``envelope.event_id`` (``config.event_key_jmespath`` = ``"event_id"``)."""
+    return idempotent_function(  # type: ignore[no-any-return]
+        relay,
+        data_keyword_argument="envelope",
+        config=config,
+        persistence_store=persistence,
+        key_prefix=IDEMPOTENCY_KEY_PREFIX,
+    )
+
+
+# ---- one record ----------------------------------------------------------------------------------------------------
+
+
+def handle_record(record: SQSRecord, deps: Deps, *, remaining_ms: int) -> dict[str, Any] | None:
+    """Everything for one SQS record; raises to fail it (SQS redelivers it, or skips its group in this batch)."""
+    logger.remove_keys(["session_id", "event_id", "chat_jid"])
+    logger.set_correlation_id(None)
+    deadline = time.monotonic() + remaining_ms / 1000 - RESERVE_S
+    try:
+        envelope = InboundRecord.model_validate(record.raw_event).body
+    except ValidationError as e:
+        reject_malformed(record, describe_invalid(e), deps)
+        return None
+    logger.set_correlation_id(envelope.message.id)
+    logger.append_keys(session_id=envelope.session_id, event_id=envelope.event_id, chat_jid=envelope.chat.jid)
+    return handle(envelope, deps, deadline=deadline)
+
+
+def reject_malformed(record: SQSRecord, reason: str, deps: Deps) -> None:
+    logger.error(
+        "malformed inbound record, moving it to the DLQ",
+        extra={"reason": reason, "sqs_message_id": record.message_id, "body_bytes": len(record.body.encode())},
+    )
+    deps.dead_letters.send(record.body, reason=reason, source_message_id=record.message_id)
+
+
+def handle(envelope: InboundEnvelope, deps: Deps, *, deadline: float) -> dict[str, Any] | None:
+    reason = skip_reason(envelope, forward_groups=deps.forward_groups)
+    if reason:
+        logger.info("event skipped", extra={"reason": reason, "message_type": envelope.message.type})
+        return None
+    return deps.relay_once(envelope=envelope, deps=deps, deadline=deadline)
+
+
+def skip_reason(envelope: InboundEnvelope, *, forward_groups: bool) -> str | None:
+    """Why this event is not for the chatbot, or ``None`` when it is."""
+    jid = envelope.chat.jid
+    if envelope.from_me or envelope.key.fromMe:
+        return "own message"
+    if jid == "status@broadcast":
+        return "status broadcast"
+    if jid.endswith("@broadcast"):
+        return "broadcast list"
+    if jid.endswith("@newsletter"):
+        return "newsletter"
+    if (envelope.chat.is_group or jid.endswith("@g.us")) and not forward_groups:
+        return "group (FORWARD_GROUPS is off)"
+    kind = envelope.message.type
+    if kind in NO_CONTENT_TYPES:
+        return NO_CONTENT_TYPES[kind]
+    if kind == "text" and not (envelope.message.text or "").strip():
+        return "no content"
+    return None
+
+
+# ---- once per event_id ---------------------------------------------------------------------------------------------
+
+
+def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float) -> dict[str, Any]:
+    """Resolve, ask, enqueue. The return value is stored in the idempotency record: keep it tiny and text-free."""
+    chat, sender = resolve_parties(envelope, deps.lid_map)
+    request = ChatbotRequest(
+        event_id=envelope.event_id,
+        session_id=envelope.session_id,
+        chat=chat,
+        sender=sender,
+        message=envelope.message,
+        me=envelope.me,
+    )
+    logger.debug("asking chatbot", extra={"text": envelope.message.text, "message_type": envelope.message.type})
+    try:
+        answers = deps.chatbot.ask(request, deadline=deadline)
+    except ChatbotRejected as e:
+        # Deliberately completes the record: asking again would be rejected again (DESIGN section 6).
+        logger.error(PERMANENT_FAILURE, extra={"status": e.status, "event_id": envelope.event_id, "error": str(e)})
+        return {"status": e.status, "replies": 0, "rejected": True}
+    replies = [
+        OutboundReply(
+            reply_id=reply_id(envelope.event_id, index),
+            event_id=envelope.event_id,
+            session_id=envelope.session_id,
+            to=envelope.chat.jid,
+            text=answer.text,
+            quoted=envelope.key if answer.quote else None,
+        )
+        for index, answer in enumerate(answers)
+    ]
+    if replies:
+        group = message_group_id(envelope.session_id, canonical_chat(envelope.key.remoteJid, envelope.key.remoteJidAlt))
+        deps.replies.send(group, replies)
+    logger.info("event relayed", extra={"replies": len(replies)})
+    return {"status": 200 if replies else 204, "replies": len(replies)}
+
+
+def resolve_parties(envelope: InboundEnvelope, lid_map: LidMap) -> tuple[ChatRef, SenderRef]:
+    """Chat and sender with the missing half of their PN/LID pair filled in from lid_map (the chat's ``jid`` is
+    never changed; groups have no PN/LID of their own)."""
+    chat, sender = envelope.chat, envelope.sender
+    parties: list[ChatRef | SenderRef] = [sender] if chat.is_group else [chat, sender]
+    keys: set[str] = set()
+    for party in parties:
+        pn, lid = _known(party)
+        if lid and not pn:
+            keys.add(lid_map_key_for_lid(lid))
+        elif pn and not lid:
+            keys.add(lid_map_key_for_pn(pn))
+    found = lid_map.lookup(sorted(keys)) if keys else {}
+
+    def complete(party: Any) -> Any:
+        pn, lid = _known(party)
+        if lid and not pn:
+            pn = found.get(lid_map_key_for_lid(lid))
+        elif pn and not lid:
+            lid = found.get(lid_map_key_for_pn(pn))
+        if (pn, lid) == (party.pn, party.lid):
+            return party
+        return party.model_copy(update={"pn": pn, "lid": lid})
+
+    resolved_chat = chat if chat.is_group else complete(chat)
+    return resolved_chat, complete(sender)
+
+
+def _known(party: ChatRef | SenderRef) -> tuple[str | None, str | None]:
+    """The bare PN and LID a party already carries, counting its jid."""
+    pn, lid = party.pn, party.lid
+    if not pn and party.jid.endswith("@s.whatsapp.net"):
+        pn = f"{jid_user(party.jid)}@s.whatsapp.net"
+    if not lid and party.jid.endswith("@lid"):
+        lid = f"{jid_user(party.jid)}@lid"
+    return pn, lid

@@ -1,0 +1,519 @@
+"""The inbound function end to end against DynamoDB Local, moto's SQS and the test chatbot.
+
+GIVEN an SQS FIFO event, WHEN the handler runs, THEN assert exactly what the chatbot received, what landed on
+``outbound.fifo`` (or the DLQ), what the idempotency table holds and the exact ``batchItemFailures``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import replace
+from types import ModuleType
+
+import pytest
+
+from connector.contracts import OutboundReply, message_group_id, reply_id
+from functions.inbound.queues import DeadLetterQueue
+from tests.support.chatbot import Answer, ChatbotServer
+from tests.functions.conftest import (
+    SECRET,
+    Aws,
+    LambdaContext,
+    Wire,
+    fresh,
+    golden,
+    group_of,
+    load,
+    sqs_event,
+    sqs_record,
+)
+
+OK: dict[str, list[dict[str, str]]] = {"batchItemFailures": []}
+
+
+def failures(*records: dict[str, object]) -> dict[str, list[dict[str, object]]]:
+    return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
+
+
+def replies_on(aws: Aws) -> list[tuple[dict[str, str], OutboundReply]]:
+    return [(m["Attributes"], OutboundReply.model_validate_json(m["Body"])) for m in aws.drain("OUTBOUND_QUEUE_URL")]
+
+
+# ---- the happy path ------------------------------------------------------------------------------------------------
+
+
+def test_golden_event_reaches_the_chatbot_and_its_reply_matches_the_golden_body(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    # GIVEN the golden FIFO event for a PN contact's text, and a bot that quotes its echo
+    event = load("sqs.inbound.fifo.json")
+    envelope = golden("pn")
+    aws.dynamodb.delete_item(
+        TableName="wa-relay-idempotency", Key={"id": {"S": _idempotency_key(envelope.event_id)}}
+    )  # the golden event id is fixed: forget an earlier run of this test
+    chatbot.respond = lambda body: Answer(
+        body={"replies": [{"text": f"echo: {body['message']['text']}", "quote": True}]}
+    )
+
+    # WHEN
+    result = handler.lambda_handler(event, lambda_context)
+
+    # THEN
+    assert result == OK
+    [call] = chatbot.calls
+    assert call.signature_valid
+    assert call.headers["X-Relay-Event-Id"] == envelope.event_id
+    assert call.headers["Content-Type"] == "application/json"
+    assert call.body == {
+        "event_id": envelope.event_id,
+        "session_id": "s1",
+        "chat": envelope.chat.model_dump(mode="json"),
+        "sender": envelope.sender.model_dump(mode="json"),
+        "message": envelope.message.model_dump(mode="json"),
+        "me": envelope.me.model_dump(mode="json"),
+    }
+    [(attributes, reply)] = replies_on(aws)
+    assert reply == OutboundReply.model_validate(load("outbound.reply.json"))
+    assert attributes["MessageGroupId"] == event["Records"][0]["attributes"]["MessageGroupId"] == "s1:88887770001@lid"
+    assert attributes["MessageDeduplicationId"] == reply_id(envelope.event_id, 0)
+
+
+def test_pn_contact_without_lid_gets_the_lid_from_lid_map(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    envelope = fresh(golden("pn"), **{"chat.lid": None, "sender.lid": None, "key.remoteJidAlt": None})
+    aws.put_lid_pair("88887770001@lid", "15557770001@s.whatsapp.net")
+
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+
+    [call] = chatbot.calls
+    assert call.signature_valid
+    assert call.body["event_id"] == envelope.event_id
+    assert call.body["sender"]["pn"] == call.body["chat"]["pn"] == "15557770001@s.whatsapp.net"
+    assert call.body["sender"]["lid"] == call.body["chat"]["lid"] == "88887770001@lid"
+    assert call.body["message"]["text"] == "hi from alice (pn)"
+    [(attributes, reply)] = replies_on(aws)
+    assert reply.to == "15557770001@s.whatsapp.net"
+    assert reply.text == "echo: hi from alice (pn)"
+    assert reply.quoted is None
+    assert attributes["MessageGroupId"] == message_group_id("s1", "15557770001@s.whatsapp.net") == group_of(envelope)
+
+
+def test_lid_sender_gets_the_phone_number_from_lid_map_and_the_reply_stays_on_the_lid_chat(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    envelope = fresh(golden("lid-only"))
+    assert envelope.sender.pn is None
+    aws.put_lid_pair("88887770002@lid", "15557770002@s.whatsapp.net")
+
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+
+    [call] = chatbot.calls
+    assert call.body["sender"] == {
+        "jid": "88887770002@lid",
+        "pn": "15557770002@s.whatsapp.net",
+        "lid": "88887770002@lid",
+        "push_name": "Bob",
+    }
+    assert call.body["chat"]["jid"] == "88887770002@lid"
+    assert call.body["chat"]["pn"] == "15557770002@s.whatsapp.net"
+    [(attributes, reply)] = replies_on(aws)
+    assert reply.to == "88887770002@lid"
+    assert attributes["MessageGroupId"] == "s1:88887770002@lid"
+    assert attributes["MessageDeduplicationId"] == reply.reply_id == reply_id(envelope.event_id, 0)
+
+
+def test_unmapped_lid_is_sent_without_a_phone_number(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    envelope = fresh(golden("lid-only"), **{"chat.jid": "77770000001@lid", "chat.lid": "77770000001@lid"})
+    envelope = envelope.model_copy(
+        update={"sender": envelope.sender.model_copy(update={"jid": "77770000001@lid", "lid": "77770000001@lid"})}
+    )
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+    [call] = chatbot.calls
+    assert call.body["sender"]["pn"] is None
+    assert call.body["sender"]["lid"] == "77770000001@lid"
+
+
+def test_several_replies_keep_their_order_and_ids(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    envelope = fresh(golden("pn"))
+    texts = [f"part {i}" for i in range(12)]  # more than one SendMessageBatch
+    chatbot.script = [Answer(body={"replies": [{"text": t} for t in texts]})]
+
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+
+    got = replies_on(aws)
+    assert [r.text for _, r in got] == texts
+    assert [a["MessageDeduplicationId"] for a, _ in got] == [reply_id(envelope.event_id, i) for i in range(12)]
+
+
+@pytest.mark.parametrize("status", [202, 204])
+def test_no_reply_statuses(
+    status: int, handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    envelope = fresh(golden("pn"))
+    chatbot.script = [Answer(status=status, body=b"")]
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+    assert len(chatbot.calls) == 1
+    assert replies_on(aws) == []
+    assert aws.idempotency_item(envelope.event_id)["status"]["S"] == "COMPLETED"
+
+
+# ---- dedup ---------------------------------------------------------------------------------------------------------
+
+
+def test_same_event_twice_calls_the_chatbot_once(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    envelope = fresh(golden("pn"))
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+    # a redelivery (new SQS message id, e.g. republished by the connector after a reconnect)
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope, receive_count=2)), LambdaContext()) == OK
+
+    assert len(chatbot.calls) == 1
+    assert len(replies_on(aws)) == 1
+    item = aws.idempotency_item(envelope.event_id)
+    assert item is not None
+    assert item["status"]["S"] == "COMPLETED"
+    assert "hi from alice" not in json.dumps(item)  # the stored outcome carries no message text
+
+
+def test_same_event_twice_in_one_batch_calls_the_chatbot_once(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    envelope = fresh(golden("pn"))
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope), sqs_record(envelope)), lambda_context) == OK
+    assert len(chatbot.calls) == 1
+
+
+def test_expired_but_not_yet_deleted_record_counts_as_absent(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    envelope = fresh(golden("pn"))
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+    # GIVEN the record's TTL passed but DynamoDB has not reaped it yet
+    aws.dynamodb.update_item(
+        TableName="wa-relay-idempotency",
+        Key={"id": {"S": _idempotency_key(envelope.event_id)}},
+        UpdateExpression="SET expiration = :past",
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 10)}},
+    )
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), LambdaContext()) == OK
+    assert len(chatbot.calls_for(envelope.event_id)) == 2
+
+
+def test_dedup_window_comes_from_DEDUP_TTL_S(
+    wire: Wire, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    handler = wire(DEDUP_TTL_S="3600")
+    envelope = fresh(golden("pn"))
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+    expiration = int(aws.idempotency_item(envelope.event_id)["expiration"]["N"])
+    assert abs(expiration - (time.time() + 3600)) < 60
+
+
+def test_in_progress_elsewhere_fails_the_record_without_calling_the_bot(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    envelope = fresh(golden("pn"))
+    now = time.time()
+    aws.dynamodb.put_item(
+        TableName="wa-relay-idempotency",
+        Item={
+            "id": {"S": _idempotency_key(envelope.event_id)},
+            "status": {"S": "INPROGRESS"},
+            "expiration": {"N": str(int(now) + 3600)},
+            "in_progress_expiration": {"N": str(int(now * 1000) + 60_000)},
+        },
+    )
+    record = sqs_record(envelope)
+    other = sqs_record(fresh(golden("lid")))
+    assert handler.lambda_handler(sqs_event(record, other), lambda_context) == failures(record)
+    assert chatbot.calls_for(envelope.event_id) == []
+
+
+# ---- chatbot failures ----------------------------------------------------------------------------------------------
+
+
+def test_500_500_200_is_one_call_sequence_and_one_reply(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    envelope = fresh(golden("pn"))
+    chatbot.script = [Answer(500), Answer(503), Answer(200)]
+
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+
+    assert len(chatbot.calls) == 3
+    assert all(c.signature_valid for c in chatbot.calls)
+    assert {c.headers["X-Relay-Event-Id"] for c in chatbot.calls} == {envelope.event_id}
+    assert len(replies_on(aws)) == 1
+
+
+@pytest.mark.parametrize("retry_after", ["1", "http-date"])
+def test_429_retry_after_is_honoured(
+    retry_after: str, handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    envelope = fresh(golden("pn"))
+    if retry_after == "http-date":
+        from email.utils import formatdate
+
+        retry_after = formatdate(time.time() + 2, usegmt=True)  # whole seconds: waits 1 to 2 s
+    chatbot.script = [Answer(429, body={"error": "slow down"}, headers={"Retry-After": retry_after})]
+
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+
+    first, second = chatbot.calls
+    assert second.at - first.at >= 0.9  # the jittered backoff alone would be at most 0.05 s here
+    assert len(replies_on(aws)) == 1
+
+
+def test_retry_after_beyond_the_remaining_time_fails_the_record_at_once(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws
+) -> None:
+    envelope = fresh(golden("pn"))
+    chatbot.script = [Answer(503, headers={"Retry-After": "60"})]
+    record = sqs_record(envelope)
+    other = sqs_record(fresh(golden("lid")))
+    started = time.monotonic()
+
+    result = handler.lambda_handler(sqs_event(record, other), LambdaContext(remaining_ms=10_000))
+
+    assert result == failures(record)
+    assert time.monotonic() - started < 5
+    assert len(chatbot.calls_for(envelope.event_id)) == 1
+    assert aws.idempotency_item(envelope.event_id) is None  # released: the redelivery runs again
+
+
+def test_400_is_permanent_no_retry_no_reply_and_the_record_completes(
+    handler: ModuleType,
+    chatbot: ChatbotServer,
+    aws: Aws,
+    lambda_context: LambdaContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    envelope = fresh(golden("pn"))
+    chatbot.script = [Answer(400, body={"error": "bad"})]
+
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+
+    assert len(chatbot.calls) == 1
+    assert replies_on(aws) == []
+    [line] = [r for r in caplog.records if r.getMessage() == "chatbot rejected event permanently"]
+    assert line.levelno == logging.ERROR
+    assert line.status == 400  # type: ignore[attr-defined]
+    assert line.event_id == envelope.event_id  # type: ignore[attr-defined]
+    # a redelivery does not ask again
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), LambdaContext()) == OK
+    assert len(chatbot.calls) == 1
+
+
+def test_invalid_json_from_the_bot_is_a_logged_permanent_failure(
+    handler: ModuleType,
+    chatbot: ChatbotServer,
+    aws: Aws,
+    lambda_context: LambdaContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    envelope = fresh(golden("pn"))
+    chatbot.script = [Answer(200, body=b"<html>oops</html>")]
+
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+
+    assert len(chatbot.calls) == 1
+    assert replies_on(aws) == []
+    [line] = [r for r in caplog.records if r.getMessage() == "chatbot rejected event permanently"]
+    assert line.levelno == logging.ERROR
+    assert line.status == 200  # type: ignore[attr-defined]
+
+
+def test_timeouts_are_retried_then_fail_the_record_and_the_rest_of_its_chat_only(
+    wire: Wire, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    handler = wire(CHATBOT_TIMEOUT_S="0.3", CHATBOT_MAX_ATTEMPTS="3")
+    slow = fresh(golden("pn"), **{"message.text": "slow"})
+    later_same_chat = fresh(golden("pn"), **{"message.text": "after slow"})
+    other_chat = fresh(golden("lid"))
+    chatbot.respond = lambda body: Answer(delay_s=1.0) if body["message"]["text"] == "slow" else Answer()
+    records = [sqs_record(slow), sqs_record(later_same_chat), sqs_record(other_chat)]
+    assert records[0]["attributes"]["MessageGroupId"] == records[1]["attributes"]["MessageGroupId"]
+
+    result = handler.lambda_handler(sqs_event(*records), lambda_context)
+
+    assert result == failures(records[0], records[1])
+    assert len(chatbot.calls_for(slow.event_id)) == 3
+    assert chatbot.calls_for(later_same_chat.event_id) == []
+    assert len(chatbot.calls_for(other_chat.event_id)) == 1
+    assert [r.event_id for _, r in replies_on(aws)] == [other_chat.event_id]
+    assert aws.idempotency_item(slow.event_id) is None
+    assert aws.idempotency_item(later_same_chat.event_id) is None
+
+
+def test_connection_refused_is_retried_then_fails_the_record(
+    wire: Wire, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    handler = wire(CHATBOT_URL="http://127.0.0.1:9/chat", CHATBOT_MAX_ATTEMPTS="2")
+    envelope = fresh(golden("pn"))
+    record = sqs_record(envelope)
+    with pytest.raises(Exception, match="All records failed processing"):
+        handler.lambda_handler(sqs_event(record), lambda_context)
+    assert aws.idempotency_item(envelope.event_id) is None
+
+
+# ---- malformed bodies ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("this is not json {", "body is not JSON"),
+        ('{"type": "inbound.message", "v": 1, "event_id": "x"}', "body is not a valid InboundEnvelope"),
+        ('{"type": "inbound.message", "v": 2}', "body is not a valid InboundEnvelope"),
+    ],
+)
+def test_malformed_body_goes_to_the_dlq_and_the_record_counts_as_processed(
+    body: str,
+    reason: str,
+    handler: ModuleType,
+    chatbot: ChatbotServer,
+    aws: Aws,
+    lambda_context: LambdaContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    body = body.replace("{", "{" + f'"nonce": "{time.time_ns()}", ', 1) if body.startswith("{") else body + "!" * 3
+    record = sqs_record(body)
+
+    assert handler.lambda_handler(sqs_event(record), lambda_context) == OK
+
+    assert chatbot.calls == []
+    [dead] = aws.drain("INBOUND_QUEUE_DLQ_URL")
+    assert dead["Body"] == body
+    assert dead["Attributes"]["MessageGroupId"] == "malformed"
+    assert dead["Attributes"]["MessageDeduplicationId"] == hashlib.sha256(body.encode()).hexdigest()
+    assert dead["MessageAttributes"]["reason"]["StringValue"].startswith(reason)
+    assert dead["MessageAttributes"]["source_message_id"]["StringValue"] == record["messageId"]
+    [line] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert body not in json.dumps(line.__dict__, default=str)
+
+
+def test_malformed_body_that_cannot_reach_the_dlq_fails_the_record(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    missing = aws.queues["INBOUND_QUEUE_DLQ_URL"].replace("inbound-dlq", "no-such-queue")
+    handler.deps = replace(handler.deps, dead_letters=DeadLetterQueue(aws.sqs, missing))
+    bad = sqs_record(f"garbage {time.time_ns()}", group="s1:garbage")
+    good = sqs_record(fresh(golden("pn")))
+
+    assert handler.lambda_handler(sqs_event(bad, good), lambda_context) == failures(bad)
+    assert len(chatbot.calls) == 1
+
+
+# ---- filters -------------------------------------------------------------------------------------------------------
+
+
+SKIPPED = {
+    "from_me": {"from_me": True, "key.fromMe": True},
+    "status_broadcast": {"chat.jid": "status@broadcast", "key.remoteJid": "status@broadcast", "key.remoteJidAlt": None},
+    "broadcast_list": {"chat.jid": "1234567@broadcast", "key.remoteJid": "1234567@broadcast", "key.remoteJidAlt": None},
+    "newsletter": {"chat.jid": "120363@newsletter", "key.remoteJid": "120363@newsletter", "key.remoteJidAlt": None},
+    "reaction": {"message.type": "reactionMessage", "message.text": "👍"},
+    "protocol": {"message.type": "protocolMessage", "message.text": None},
+    "no_content": {"message.type": "text", "message.text": None},
+    "group": {
+        "chat": {"jid": "120363000000000001@g.us", "pn": None, "lid": None, "is_group": True},
+        "key.remoteJid": "120363000000000001@g.us",
+        "key.remoteJidAlt": None,
+        "key.participant": "88887770001@lid",
+    },
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SKIPPED))
+def test_skipped_kinds_never_reach_the_bot_nor_take_the_event_id(
+    kind: str,
+    handler: ModuleType,
+    chatbot: ChatbotServer,
+    aws: Aws,
+    lambda_context: LambdaContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    envelope = fresh(golden("pn"), **SKIPPED[kind])
+
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+
+    assert chatbot.calls == []
+    assert replies_on(aws) == []
+    assert aws.idempotency_item(envelope.event_id) is None
+    [line] = [r for r in caplog.records if r.getMessage() == "event skipped"]
+    assert line.levelno == logging.INFO
+    assert line.reason  # type: ignore[attr-defined]
+
+
+def test_groups_are_forwarded_when_FORWARD_GROUPS_is_on(
+    wire: Wire, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    handler = wire(FORWARD_GROUPS="true")
+    envelope = fresh(golden("pn"), **SKIPPED["group"])
+    envelope = envelope.model_copy(
+        update={"sender": envelope.sender.model_copy(update={"jid": "88887770001@lid", "pn": None})}
+    )
+    aws.put_lid_pair("88887770001@lid", "15557770001@s.whatsapp.net")
+
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+
+    [call] = chatbot.calls
+    assert call.body["chat"] == {"jid": "120363000000000001@g.us", "pn": None, "lid": None, "is_group": True}
+    assert call.body["sender"]["pn"] == "15557770001@s.whatsapp.net"
+    [(attributes, reply)] = replies_on(aws)
+    assert reply.to == "120363000000000001@g.us"
+    assert attributes["MessageGroupId"] == "s1:120363000000000001@g.us"
+
+
+def test_a_skipped_stub_does_not_block_the_real_message_with_the_same_id(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    real = fresh(golden("pn"))
+    stub = real.model_copy(update={"message": real.message.model_copy(update={"type": "unknown", "text": None})})
+    assert stub.event_id == real.event_id
+
+    assert handler.lambda_handler(sqs_event(sqs_record(stub)), lambda_context) == OK
+    assert handler.lambda_handler(sqs_event(sqs_record(real)), LambdaContext()) == OK
+
+    assert len(chatbot.calls_for(real.event_id)) == 1
+
+
+# ---- logging -------------------------------------------------------------------------------------------------------
+
+
+def test_text_only_at_debug_and_never_the_secret_or_signature(
+    handler: ModuleType,
+    chatbot: ChatbotServer,
+    aws: Aws,
+    lambda_context: LambdaContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    envelope = fresh(golden("pn"), **{"message.text": "a very private sentence"})
+    chatbot.script = [Answer(500), Answer(200)]
+
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+
+    signature = chatbot.calls[0].headers["X-Relay-Signature"]
+    for record in caplog.records:
+        dumped = json.dumps(record.__dict__, default=str) + record.getMessage()
+        assert SECRET not in dumped
+        assert signature.split("v1=")[1] not in dumped
+        if "a very private sentence" in dumped:
+            assert record.levelno == logging.DEBUG, record.getMessage()
+    assert any("a very private sentence" in json.dumps(r.__dict__, default=str) for r in caplog.records)
+    relayed = [r for r in caplog.records if r.getMessage() == "event relayed"]
+    assert relayed
+
+
+def _idempotency_key(event_id: str) -> str:
+    return f"wa-inbound#{hashlib.md5(json.dumps(event_id).encode()).hexdigest()}"

@@ -1,0 +1,236 @@
+"""Pure unit tests of the inbound function's pieces: nothing running, fakes for boto3 clients."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from email.utils import formatdate
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from connector.contracts import InboundEnvelope, OutboundReply, canonical_chat, event_id, reply_id
+from functions.inbound import queues
+from functions.inbound.chatbot import RetryPolicy, backoff_s, retry_after_seconds, sign
+from functions.inbound.config import InboundConfig
+from functions.inbound.errors import InboundConfigError, LidMapError, ReplySendError, ReplyTooLarge
+from functions.inbound.lidmap import LidMap
+from functions.inbound.logic import skip_reason
+from functions.inbound.models import InboundRecord, describe_invalid
+from functions.inbound.queues import ReplyQueue
+from tests.functions.conftest import fresh, golden, load, sqs_record
+
+REQUIRED = {
+    "CHATBOT_URL": "https://bot.example/chat",
+    "CHATBOT_SECRET": "s3cret",
+    "OUTBOUND_QUEUE_URL": "https://sqs/out.fifo",
+    "INBOUND_QUEUE_DLQ_URL": "https://sqs/in-dlq.fifo",
+}
+
+
+# ---- fixtures are golden -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pn", "lid", "lid-only"])
+def test_golden_envelopes_parse_and_carry_their_own_event_id(name: str) -> None:
+    envelope = golden(name)
+    key = envelope.key
+    chat = canonical_chat(key.remoteJid, key.remoteJidAlt)
+    assert envelope.event_id == event_id(envelope.session_id, chat, key.fromMe, key.participant, key.id)
+    assert envelope.model_dump(mode="json") == load(f"inbound.message.{name}.json")
+
+
+def test_golden_sqs_event_is_a_fifo_record_whose_body_is_the_pn_envelope() -> None:
+    record = InboundRecord.model_validate(load("sqs.inbound.fifo.json")["Records"][0])
+    assert record.body == golden("pn")
+    assert record.attributes.MessageDeduplicationId == golden("pn").event_id
+    assert record.attributes.MessageGroupId == "s1:88887770001@lid"
+
+
+def test_golden_outbound_reply_answers_the_pn_envelope() -> None:
+    reply = OutboundReply.model_validate(load("outbound.reply.json"))
+    envelope = golden("pn")
+    assert reply.reply_id == reply_id(envelope.event_id, 0)
+    assert reply.to == envelope.chat.jid
+    assert reply.quoted == envelope.key
+
+
+# ---- config --------------------------------------------------------------------------------------------------------
+
+
+def test_config_defaults() -> None:
+    config = InboundConfig.from_env(REQUIRED)
+    assert (config.dedup_ttl_s, config.chatbot_timeout_s, config.chatbot_max_attempts) == (86400, 10.0, 4)
+    assert config.forward_groups is False
+    assert config.idempotency_table == "wa-relay-idempotency"
+    assert config.lid_map_table == "wa-relay-lid-map"
+    assert "s3cret" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"CHATBOT_URL": ""},
+        {"CHATBOT_SECRET": " "},
+        {"CHATBOT_URL": "ftp://x"},
+        {"OUTBOUND_QUEUE_URL": ""},
+        {"DEDUP_TTL_S": "10"},
+        {"CHATBOT_MAX_ATTEMPTS": "0"},
+        {"CHATBOT_TIMEOUT_S": "soon"},
+        {"FORWARD_GROUPS": "maybe"},
+    ],
+)
+def test_config_rejects(env: dict[str, str]) -> None:
+    with pytest.raises(InboundConfigError):
+        InboundConfig.from_env({**REQUIRED, **env})
+
+
+# ---- chatbot helpers -----------------------------------------------------------------------------------------------
+
+
+def test_signature_is_hmac_sha256_over_t_dot_body() -> None:
+    body = b'{"event_id":"e"}'
+    expected = hmac.new(b"k", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert sign("k", body, 1700000000) == f"t=1700000000,v1={expected}"
+
+
+def test_retry_after_parsing() -> None:
+    now = time.time()
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(formatdate(now + 30, usegmt=True), now=now) == pytest.approx(30, abs=1)
+    assert retry_after_seconds(formatdate(now - 30, usegmt=True), now=now) == 0.0
+
+
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    policy = RetryPolicy(max_attempts=4, base_s=0.5, max_s=3.0)
+    assert 0.5 <= backoff_s(policy, 1) <= 1.0
+    assert 1.0 <= backoff_s(policy, 2) <= 1.5
+    assert backoff_s(policy, 10) == 3.0
+
+
+# ---- filters -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({}, None),
+        ({"message.type": "imageMessage", "message.text": None}, None),
+        ({"from_me": True}, "own message"),
+        ({"chat.jid": "status@broadcast"}, "status broadcast"),
+        ({"chat.jid": "1@broadcast"}, "broadcast list"),
+        ({"chat.jid": "1@newsletter"}, "newsletter"),
+        ({"chat.is_group": True, "chat.jid": "1@g.us"}, "group (FORWARD_GROUPS is off)"),
+        ({"message.type": "reactionMessage"}, "reaction"),
+        ({"message.type": "protocolMessage"}, "protocol message"),
+        ({"message.type": "unknown", "message.text": None}, "no content"),
+        ({"message.text": "  "}, "no content"),
+    ],
+)
+def test_skip_reason(changes: dict[str, Any], reason: str | None) -> None:
+    assert skip_reason(fresh(golden("pn"), **changes), forward_groups=False) == reason
+
+
+def test_groups_pass_when_forwarded() -> None:
+    group = fresh(golden("pn"), **{"chat.is_group": True, "chat.jid": "1@g.us"})
+    assert skip_reason(group, forward_groups=True) is None
+
+
+def test_describe_invalid_never_includes_the_body() -> None:
+    for body in ("not json: secret words", '{"event_id": "secret words"}'):
+        with pytest.raises(ValidationError) as caught:
+            InboundRecord.model_validate(sqs_record(body))
+        assert "secret words" not in describe_invalid(caught.value)
+    assert isinstance(golden("pn"), InboundEnvelope)
+
+
+# ---- queues --------------------------------------------------------------------------------------------------------
+
+
+class FakeSqs:
+    def __init__(self, fail: list[list[dict[str, Any]]] | None = None) -> None:
+        self.calls: list[list[dict[str, Any]]] = []
+        self.fail = fail or []
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls.append(Entries)
+        failed = self.fail.pop(0) if self.fail else []
+        return {"Successful": [], "Failed": failed}
+
+
+def reply(index: int, text: str = "hi") -> OutboundReply:
+    return OutboundReply(reply_id=reply_id("e", index), event_id="e", session_id="s1", to="1@lid", text=text)
+
+
+def test_replies_are_sent_in_batches_of_ten_with_dedup_and_group() -> None:
+    sqs = FakeSqs()
+    ReplyQueue(sqs, "url", sleep=lambda s: None).send("s1:1@lid", [reply(i) for i in range(23)])
+    assert [len(c) for c in sqs.calls] == [10, 10, 3]
+    entries = [e for c in sqs.calls for e in c]
+    assert [e["MessageDeduplicationId"] for e in entries] == [reply_id("e", i) for i in range(23)]
+    assert {e["MessageGroupId"] for e in entries} == {"s1:1@lid"}
+
+
+def test_failed_entries_are_retried_and_sender_faults_raise() -> None:
+    sqs = FakeSqs(fail=[[{"Id": "1", "SenderFault": False, "Code": "InternalError"}]])
+    ReplyQueue(sqs, "url", sleep=lambda s: None).send("g", [reply(0), reply(1)])
+    assert [[e["Id"] for e in c] for c in sqs.calls] == [["0", "1"], ["1"]]
+
+    sqs = FakeSqs(fail=[[{"Id": "0", "SenderFault": True, "Code": "InvalidParameterValue"}]])
+    with pytest.raises(ReplySendError, match="InvalidParameterValue"):
+        ReplyQueue(sqs, "url", sleep=lambda s: None).send("g", [reply(0)])
+
+    always = [[{"Id": "0", "SenderFault": False, "Code": "InternalError"}]] * 10
+    with pytest.raises(ReplySendError, match="still failing"):
+        ReplyQueue(FakeSqs(fail=always), "url", attempts=3, sleep=lambda s: None).send("g", [reply(0)])
+
+
+def test_oversized_reply_is_refused_before_anything_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(queues, "SQS_BODY_MAX_BYTES", 500)
+    sqs = FakeSqs()
+    with pytest.raises(ReplyTooLarge, match="over the SQS limit"):
+        ReplyQueue(sqs, "url").send("g", [reply(0), reply(1, "x" * 600)])
+    assert sqs.calls == []
+
+
+# ---- lid map -------------------------------------------------------------------------------------------------------
+
+
+class FakeDynamo:
+    def __init__(self, items: dict[str, dict[str, Any]], unprocessed_rounds: int = 0) -> None:
+        self.items = items
+        self.requests: list[dict[str, Any]] = []
+        self.unprocessed_rounds = unprocessed_rounds
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        self.requests.append(RequestItems)
+        [(table, request)] = RequestItems.items()
+        assert request["ConsistentRead"] is True
+        if self.unprocessed_rounds:
+            self.unprocessed_rounds -= 1
+            return {"Responses": {table: []}, "UnprocessedKeys": RequestItems}
+        found = [self.items[k["pk"]["S"]] for k in request["Keys"] if k["pk"]["S"] in self.items]
+        return {"Responses": {table: found}, "UnprocessedKeys": {}}
+
+
+def test_lid_map_reads_consistently_caches_hits_and_retries_unprocessed_keys() -> None:
+    ddb = FakeDynamo({"lid#1": {"pk": {"S": "lid#1"}, "pn": {"S": "2@s.whatsapp.net"}}}, unprocessed_rounds=1)
+    now = [0.0]
+    lid_map = LidMap(ddb, "t", cache_ttl_s=10, clock=lambda: now[0], sleep=lambda s: None)
+    assert lid_map.lookup(["lid#1", "pn#9"]) == {"lid#1": "2@s.whatsapp.net"}
+    assert len(ddb.requests) == 2
+    assert lid_map.lookup(["lid#1"]) == {"lid#1": "2@s.whatsapp.net"}
+    assert len(ddb.requests) == 2  # cached
+    now[0] = 11.0
+    lid_map.lookup(["lid#1"])
+    assert len(ddb.requests) == 3  # expired
+
+
+def test_lid_map_gives_up_on_endless_unprocessed_keys() -> None:
+    lid_map = LidMap(FakeDynamo({}, unprocessed_rounds=99), "t", sleep=lambda s: None)
+    with pytest.raises(LidMapError):
+        lid_map.lookup(["lid#1"])
