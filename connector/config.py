@@ -1,0 +1,143 @@
+"""The connector's configuration: one frozen, typed ``Config`` read once from the environment (STYLE rule 10).
+
+``load_config(os.environ)`` is the only place that reads the environment; everything else gets the ``Config``
+passed in. Names are fixed by DESIGN section 12 (``CONNECTOR_API_KEY`` …) or by ``connector/resources.py`` (table and
+queue variables, which Terraform sets). Any invalid value raises ``ConfigError`` naming the variable (never its
+value); ``python -m connector`` exits with code 11 on it.
+
+Decisions:
+- An empty variable counts as unset (shells and compose files often export ``FOO=``), so an empty optional value is
+  ``None`` and an empty required one is an error.
+- ``STORE_BACKEND=memory`` runs without DynamoDB (and, unless queue URLs are set, without SQS: events are logged and
+  kept in memory). Linked sessions do not survive a restart in that mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from connector.errors import ConfigError
+from connector.resources import AUTH_TABLE, IDEMPOTENCY_TABLE, LID_MAP_TABLE
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BRIDGE_SCRIPT = ROOT / "bridge" / "dist" / "main.js"
+
+API_KEY_MIN_LENGTH = 16
+_PLACEHOLDERS = re.compile(
+    r"change[-_ ]?me|replace[-_ ]?me|placeholder|your[-_ ]?(api[-_ ]?)?key|^<.*>$|^\$\{.*\}$|xxxx|todo|example|"
+    r"^(secret|password|apikey|api[-_]key|test|dummy|default)\d*$",
+    re.IGNORECASE,
+)
+
+
+def _alias(name: str) -> Any:
+    return AliasChoices(name)
+
+
+class Config(BaseSettings):
+    """Everything the connector reads from its environment. Construct it with ``load_config``; tests may also
+    construct it directly by field name (``Config(api_key=..., store_backend="memory")``)."""
+
+    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    # ---- DESIGN section 12 ----
+    api_key: str = Field(validation_alias=_alias("CONNECTOR_API_KEY"), repr=False)
+    port: int = Field(8080, ge=1, le=65535, validation_alias=_alias("CONNECTOR_PORT"))
+    chatbot_url: str | None = Field(None, validation_alias=_alias("CHATBOT_URL"))
+    chatbot_secret: str | None = Field(None, validation_alias=_alias("CHATBOT_SECRET"), repr=False)
+    wa_websocket_url: str | None = Field(None, validation_alias=_alias("WA_WEBSOCKET_URL"))
+    aws_endpoint_url: str | None = Field(None, validation_alias=_alias("AWS_ENDPOINT_URL"))
+    session_start_interval_s: float = Field(3.0, ge=0, validation_alias=_alias("SESSION_START_INTERVAL_S"))
+    dedup_ttl_s: int = Field(86400, ge=60, validation_alias=_alias("DEDUP_TTL_S"))
+
+    # ---- project names (Terraform sets them) ----
+    aws_region: str = Field("us-east-1", min_length=1, validation_alias=_alias("AWS_REGION"))
+    auth_table: str = Field(AUTH_TABLE.default_name, min_length=1, validation_alias=_alias(AUTH_TABLE.env))
+    lid_map_table: str = Field(LID_MAP_TABLE.default_name, min_length=1, validation_alias=_alias(LID_MAP_TABLE.env))
+    idempotency_table: str = Field(
+        IDEMPOTENCY_TABLE.default_name, min_length=1, validation_alias=_alias(IDEMPOTENCY_TABLE.env)
+    )
+    inbound_queue_url: str | None = Field(None, validation_alias=_alias("INBOUND_QUEUE_URL"))
+    outbound_queue_url: str | None = Field(None, validation_alias=_alias("OUTBOUND_QUEUE_URL"))
+    outbound_queue_dlq_url: str | None = Field(None, validation_alias=_alias("OUTBOUND_QUEUE_DLQ_URL"))
+    store_backend: Literal["dynamodb", "memory"] = Field("dynamodb", validation_alias=_alias("STORE_BACKEND"))
+    bridge_script: Path = Field(DEFAULT_BRIDGE_SCRIPT, validation_alias=_alias("BRIDGE_SCRIPT"))
+    node_binary: str = Field("node", min_length=1, validation_alias=_alias("NODE_BINARY"))
+    spool_dir: Path = Field(Path(".data/spool"), validation_alias=_alias("SPOOL_DIR"))
+    host: str = Field("127.0.0.1", min_length=1, validation_alias=_alias("CONNECTOR_HOST"))
+    log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", validation_alias=_alias("LOG_LEVEL")
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what load_config passes in: the process environment is read in exactly one place.
+        return (init_settings,)
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key(cls, v: str) -> str:
+        if len(v) < API_KEY_MIN_LENGTH:
+            raise ValueError(f"must be at least {API_KEY_MIN_LENGTH} characters")
+        if _PLACEHOLDERS.search(v) or len(set(v)) < 4:
+            raise ValueError("looks like a placeholder; set a random secret (e.g. `openssl rand -hex 32`)")
+        return v
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _queues(self) -> Config:
+        if self.store_backend == "dynamodb":
+            queues = {"INBOUND_QUEUE_URL": self.inbound_queue_url, "OUTBOUND_QUEUE_URL": self.outbound_queue_url}
+            missing = [name for name, value in queues.items() if not value]
+            if missing:
+                raise ValueError(f"{', '.join(missing)} required (or STORE_BACKEND=memory for a store-less dev run)")
+        return self
+
+    @property
+    def log_level_number(self) -> int:
+        return 5 if self.log_level == "TRACE" else int(logging.getLevelName(self.log_level))
+
+
+_ALIASES: dict[str, str] = {
+    str(f.validation_alias.choices[0]): name
+    for name, f in Config.model_fields.items()
+    if isinstance(f.validation_alias, AliasChoices)
+}
+
+
+def load_config(environ: Mapping[str, str]) -> Config:
+    """Read the connector's variables from ``environ``; raises ``ConfigError`` naming every bad variable."""
+    values = {env: value.strip() for env, value in environ.items() if env in _ALIASES and value.strip() != ""}
+    try:
+        return Config.model_validate(values)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors(include_input=False):
+            loc = err["loc"][0] if err["loc"] else ""
+            field = Config.model_fields.get(str(loc))
+            env = (
+                str(field.validation_alias.choices[0])
+                if field is not None and isinstance(field.validation_alias, AliasChoices)
+                else str(loc)
+            )
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{env}: {msg}" if env else msg)
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,222 @@
+"""Consumer of ``outbound.fifo``: sends each reply through the relay exactly once (DESIGN section 5).
+
+For each message: parse ``OutboundReply``; if the ``ReplyLog`` already has its ``reply_id``, it was sent before a
+crash or redelivery, so only delete it; else send it to ``to`` exactly as given with the WhatsApp message id derived
+from the reply id (``whatsapp_message_id``: a re-send after a crash is the same WhatsApp message, which the phone
+drops), record it as sent, then delete it.
+
+- Malformed bodies go to ``OUTBOUND_QUEUE_DLQ_URL`` (if set) as they are, are logged at ERROR without the body, and
+  are deleted: retrying them cannot help.
+- A reply whose session is not open (or unknown here, or the bridge is down) is left in the queue: its visibility is
+  changed to a backoff growing with its receive count (5 s … 5 min), so it is retried later and, after the queue's
+  ``maxReceiveCount``, lands in the DLQ. Within a message group (one chat) the replies behind it in the same batch are
+  left too, so a chat's replies never overtake each other.
+- Groups of one batch are processed concurrently, each in order.
+- Stopping cancels the loop; a reply cancelled between send and delete is delivered again and found in the
+  ``ReplyLog`` (or, if the record did not land, re-sent under the same WhatsApp id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+from typing import Any, Protocol
+
+import aioboto3  # type: ignore[import-untyped]
+from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
+from pydantic import ValidationError
+
+from connector.contracts import OutboundReply, whatsapp_message_id
+from connector.errors import RelayError
+from connector.store.abstract import ReplyLog
+from connector.tasks import cancel, spawn
+from connector.types import SessionId
+
+WAIT_TIME_S = 20
+MAX_MESSAGES = 10
+
+
+class ReplySender(Protocol):
+    async def send_text(
+        self,
+        sid: SessionId,
+        to: str,
+        text: str,
+        *,
+        message_id: str | None = None,
+        quoted: dict[str, Any] | None = None,
+        quoted_id: str | None = None,
+    ) -> str: ...
+
+
+class OutboundConsumer:
+    def __init__(
+        self,
+        queue_url: str,
+        sender: ReplySender,
+        reply_log: ReplyLog,
+        *,
+        dlq_url: str | None = None,
+        region: str = "us-east-1",
+        endpoint_url: str | None = None,
+        session: aioboto3.Session | None = None,
+        wait_time_s: int = WAIT_TIME_S,
+        retry_base_s: int = 5,
+        retry_max_s: int = 300,
+    ) -> None:
+        self.log = logging.getLogger("wa_relay.outbound")
+        self.queue_url = queue_url
+        self.sender = sender
+        self.reply_log = reply_log
+        self.dlq_url = dlq_url
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.session = session or aioboto3.Session()
+        self.wait_time_s = wait_time_s
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self.sent = 0
+        self.duplicates = 0
+        self.malformed = 0
+        self.deferred = 0
+        self._client: Any = None
+        self._stack: AsyncExitStack | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        stack = AsyncExitStack()
+        try:
+            self._client = await stack.enter_async_context(
+                self.session.client(
+                    "sqs",
+                    region_name=self.region,
+                    endpoint_url=self.endpoint_url,
+                    # read_timeout must exceed the long poll's WaitTimeSeconds.
+                    config=BotoConfig(read_timeout=self.wait_time_s + 15, connect_timeout=5),
+                )
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        self._task = spawn(self._run(), name="outbound-consumer")
+        self.log.info("consuming %s", self.queue_url)
+
+    async def stop(self) -> None:
+        await cancel(self._task)
+        self._task = None
+        if self._stack is not None:
+            await self._stack.aclose()
+            self._stack = None
+        self._client = None
+
+    async def _run(self) -> None:
+        backoff = 1.0
+        while True:
+            try:
+                resp = await self._client.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=MAX_MESSAGES,
+                    WaitTimeSeconds=self.wait_time_s,
+                    MessageSystemAttributeNames=["All"],
+                )
+            except Exception as e:
+                self.log.warning("receiving from the outbound queue failed (%s); retry in %.0fs", e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(60.0, backoff * 2)
+                continue
+            backoff = 1.0
+            messages = resp.get("Messages") or []
+            if messages:
+                await self.process_batch(messages)
+
+    async def process_batch(self, messages: list[dict[str, Any]]) -> None:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for m in messages:
+            group = (m.get("Attributes") or {}).get("MessageGroupId", "")
+            groups.setdefault(group, []).append(m)
+        await asyncio.gather(*(self._process_group(g) for g in groups.values()))
+
+    async def _process_group(self, messages: list[dict[str, Any]]) -> None:
+        for i, m in enumerate(messages):
+            try:
+                done = await self._process(m)
+            except Exception:
+                self.log.exception("outbound message %s failed", m.get("MessageId"))
+                done = False
+            if not done:
+                # The rest of the group waits exactly as long, so the chat's order holds when they come back.
+                delay = self._retry_delay(m)
+                for rest in messages[i:]:
+                    await self._defer(rest, delay)
+                return
+
+    async def _process(self, m: dict[str, Any]) -> bool:
+        """True once the message is handled and deleted; False to leave it for a later retry."""
+        try:
+            reply = OutboundReply.model_validate_json(m.get("Body", ""))
+        except ValidationError as e:
+            await self._dead_letter(m, e)
+            return True
+        rlog = self.log.getChild(reply.session_id)
+        already = await self.reply_log.sent_message_id(reply.reply_id)
+        if already:
+            self.duplicates += 1
+            rlog.info("reply %s was already sent as %s; deleting the redelivery", reply.reply_id, already)
+            await self._delete(m)
+            return True
+        message_id = whatsapp_message_id(reply.reply_id)
+        try:
+            sent = await self.sender.send_text(
+                SessionId(reply.session_id),
+                reply.to,
+                reply.text,
+                message_id=message_id,
+                quoted=reply.quoted.model_dump(exclude_none=True) if reply.quoted else None,
+            )
+        except RelayError as e:
+            rlog.info("reply %s not sent now (%s); retried later", reply.reply_id, e)
+            return False
+        await self.reply_log.record_sent(reply.reply_id, sent or message_id)
+        self.sent += 1
+        rlog.info("reply %s sent as %s to %s", reply.reply_id, sent or message_id, reply.to)
+        await self._delete(m)
+        return True
+
+    def _retry_delay(self, m: dict[str, Any]) -> int:
+        count = int((m.get("Attributes") or {}).get("ApproximateReceiveCount", "1") or 1)
+        return int(min(self.retry_max_s, self.retry_base_s * 2 ** max(0, count - 1)))
+
+    async def _defer(self, m: dict[str, Any], delay: int) -> None:
+        self.deferred += 1
+        try:
+            await self._client.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=int(delay)
+            )
+        except Exception as e:
+            self.log.warning("could not defer outbound message %s: %s", m.get("MessageId"), e)
+
+    async def _delete(self, m: dict[str, Any]) -> None:
+        await self._client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+    async def _dead_letter(self, m: dict[str, Any], error: ValidationError) -> None:
+        self.malformed += 1
+        first = error.errors(include_input=False)[0] if error.errors() else {"loc": (), "msg": "invalid"}
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        if self.dlq_url:
+            attrs = m.get("Attributes") or {}
+            await self._client.send_message(
+                QueueUrl=self.dlq_url,
+                MessageBody=m.get("Body") or "(empty)",
+                MessageGroupId=attrs.get("MessageGroupId") or "malformed",
+                MessageDeduplicationId=m.get("MessageId", "malformed")[:128],
+            )
+        self.log.error(
+            "malformed outbound message %s (%s: %s); %s",
+            m.get("MessageId"),
+            where,
+            first["msg"],
+            "moved to the DLQ" if self.dlq_url else "dropped (no OUTBOUND_QUEUE_DLQ_URL)",
+        )
+        await self._delete(m)

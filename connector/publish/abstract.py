@@ -1,0 +1,31 @@
+"""The publisher interface: one call per WhatsApp message event."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from connector.contracts import InboundEnvelope
+
+
+class InboundPublisher(ABC):
+    """Hands envelopes to the inbound queue. ``publish`` returns only once the envelope is durable (in the queue or
+    in a local spool that is drained into it later); it raises ``PublishError`` for an envelope that can never be
+    published (too large), and for nothing else."""
+
+    published: int = 0
+    """Envelopes accepted since start (for ``/metrics``)."""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open clients, recover state. Default: nothing."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Idempotent; safe after a failed ``start``. Default: nothing."""
+
+    @property
+    def spool_depth(self) -> int:
+        """Envelopes waiting in the local spool (0 for publishers without one)."""
+        return 0
+
+    @abstractmethod
+    async def publish(self, envelope: InboundEnvelope) -> None:
+        """Durably hand over one envelope (see the class doc)."""

@@ -1,0 +1,246 @@
+"""The production publisher: SQS FIFO ``inbound.fifo``, with a disk spool while SQS cannot be reached.
+
+``MessageGroupId`` = ``message_group_id(session, canonical chat)`` (one chat in order, chats in parallel),
+``MessageDeduplicationId`` = ``event_id``, body = the envelope's JSON.
+
+Spool (``<SPOOL_DIR>/inbound.spool``, one JSON line ``{"group", "dedup", "body"}`` per envelope):
+- A send that fails (endpoint down, throttled, credentials …) appends the envelope to the spool and fsyncs before
+  ``publish`` returns; a background task drains the spool in order with exponential backoff (0.5 s … 30 s).
+- While the spool is not empty, new envelopes are appended behind it instead of being sent directly, so the order
+  within a chat is kept across an outage.
+- At start, a spool left by an earlier run is loaded and drained.
+
+What a hard kill (SIGKILL, power loss) can lose: nothing ``publish`` acknowledged. An acknowledged envelope is either
+in SQS (the send returned) or in the spool file (written and fsynced). A line torn by a kill during its write belongs
+to a ``publish`` that had not returned (the relay's upsert was not acknowledged either); such a line is skipped with a
+warning on load. The kill can make the drainer send an entry twice (sent, but the spool not yet rewritten): SQS FIFO
+drops the copy within five minutes by its dedup id, and the inbound function deduplicates on ``event_id`` after that.
+
+Entries SQS rejects as invalid (never deliverable, e.g. a body moto/AWS refuse) are moved to
+``inbound.spool.rejected`` and logged at ERROR, so one bad entry cannot block the queue forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections import deque
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import aioboto3  # type: ignore[import-untyped]
+from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+from connector.contracts import InboundEnvelope, canonical_chat, message_group_id
+from connector.errors import PublishError
+from connector.publish.abstract import InboundPublisher
+from connector.resources import SQS_BODY_MAX_BYTES
+from connector.tasks import cancel, spawn
+
+SPOOL_FILE = "inbound.spool"
+REJECTED_FILE = "inbound.spool.rejected"
+REWRITE_EVERY = 100
+"""The spool file is rewritten after this many drained entries (and when it empties), not after each one."""
+_INVALID_CODES = frozenset({"InvalidParameterValue", "InvalidMessageContents", "MissingParameter"})
+
+
+class SqsPublisher(InboundPublisher):
+    def __init__(
+        self,
+        queue_url: str,
+        *,
+        spool_dir: Path,
+        region: str = "us-east-1",
+        endpoint_url: str | None = None,
+        session: aioboto3.Session | None = None,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        connect_timeout_s: float = 3.0,
+    ) -> None:
+        self.log = logging.getLogger("wa_relay.publish.sqs")
+        self.queue_url = queue_url
+        self.spool_path = Path(spool_dir) / SPOOL_FILE
+        self.rejected_path = Path(spool_dir) / REJECTED_FILE
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.session = session or aioboto3.Session()
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.connect_timeout_s = connect_timeout_s
+        self.published = 0
+        self.sent = 0
+        self._client: Any = None
+        self._stack: AsyncExitStack | None = None
+        self._spool: deque[dict[str, str]] = deque()
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._drainer: asyncio.Task[None] | None = None
+
+    # ---- lifecycle ----
+
+    async def start(self) -> None:
+        self.spool_path.parent.mkdir(parents=True, exist_ok=True)
+        self._load_spool()
+        stack = AsyncExitStack()
+        try:
+            self._client = await stack.enter_async_context(
+                self.session.client(
+                    "sqs",
+                    region_name=self.region,
+                    endpoint_url=self.endpoint_url,
+                    config=BotoConfig(
+                        connect_timeout=self.connect_timeout_s,
+                        read_timeout=10,
+                        retries={"mode": "standard", "total_max_attempts": 2},
+                    ),
+                )
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        self._drainer = spawn(self._drain_forever(), name="sqs-spool-drainer")
+        if self._spool:
+            self.log.warning("%d envelopes left in the spool by an earlier run; draining", len(self._spool))
+            self._wake.set()
+
+    async def stop(self) -> None:
+        await cancel(self._drainer)
+        self._drainer = None
+        if self._stack is not None:
+            await self._stack.aclose()
+            self._stack = None
+        self._client = None
+        if self._spool:
+            self.log.warning("stopping with %d envelopes in the spool; sent at the next start", len(self._spool))
+
+    @property
+    def spool_depth(self) -> int:
+        return len(self._spool)
+
+    # ---- publishing ----
+
+    async def publish(self, envelope: InboundEnvelope) -> None:
+        body = envelope.model_dump_json()
+        if len(body.encode()) > SQS_BODY_MAX_BYTES:
+            raise PublishError(f"envelope {envelope.event_id} is larger than {SQS_BODY_MAX_BYTES} bytes")
+        chat = canonical_chat(envelope.key.remoteJid, envelope.key.remoteJidAlt)
+        entry = {
+            "group": message_group_id(envelope.session_id, chat),
+            "dedup": envelope.event_id,
+            "body": body,
+        }
+        async with self._lock:
+            if not self._spool and self._client is not None:
+                try:
+                    await self._send(entry)
+                except Exception as e:
+                    self.log.warning("SQS send failed (%s); spooling event %s", _describe(e), envelope.event_id)
+                else:
+                    self.published += 1
+                    return
+            await asyncio.to_thread(self._append, entry)
+            self._spool.append(entry)
+            self.published += 1
+            self._wake.set()
+
+    async def _send(self, entry: dict[str, str]) -> None:
+        if self._client is None:
+            raise PublishError("publisher not started")
+        await self._client.send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=entry["body"],
+            MessageGroupId=entry["group"],
+            MessageDeduplicationId=entry["dedup"],
+        )
+        self.sent += 1
+
+    # ---- the spool ----
+
+    def _append(self, entry: dict[str, str]) -> None:
+        line = json.dumps(entry, separators=(",", ":")) + "\n"
+        with open(self.spool_path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _rewrite(self, entries: list[dict[str, str]]) -> None:
+        if not entries:
+            with contextlib.suppress(FileNotFoundError):
+                self.spool_path.unlink()
+            return
+        tmp = self.spool_path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in entries)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.spool_path)
+
+    def _load_spool(self) -> None:
+        self._spool.clear()
+        if not self.spool_path.exists():
+            return
+        with open(self.spool_path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    entry = json.loads(line)
+                    if not isinstance(entry, dict) or not {"group", "dedup", "body"} <= entry.keys():
+                        raise ValueError("not a spool entry")
+                except ValueError:
+                    self.log.warning("spool line %d is torn or invalid (an unacknowledged write); skipped", n)
+                    continue
+                self._spool.append({k: str(entry[k]) for k in ("group", "dedup", "body")})
+
+    def _reject(self, entry: dict[str, str]) -> None:
+        with open(self.rejected_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    async def _drain_forever(self) -> None:
+        backoff = self.backoff_initial_s
+        drained = 0
+        while True:
+            await self._wake.wait()
+            if not self._spool:
+                self._wake.clear()
+                continue
+            entry = self._spool[0]
+            try:
+                await self._send(entry)
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") in _INVALID_CODES:
+                    self.log.error("SQS rejected spooled event %s (%s); moved aside", entry["dedup"], _describe(e))
+                    await asyncio.to_thread(self._reject, entry)
+                else:
+                    self.log.warning("spool drain: SQS still failing (%s); retry in %.1fs", _describe(e), backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(self.backoff_max_s, backoff * 2)
+                    continue
+            except Exception as e:
+                self.log.warning("spool drain: SQS still failing (%s); retry in %.1fs", _describe(e), backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(self.backoff_max_s, backoff * 2)
+                continue
+            backoff = self.backoff_initial_s
+            drained += 1
+            async with self._lock:
+                self._spool.popleft()
+                if not self._spool or drained >= REWRITE_EVERY:
+                    drained = 0
+                    await asyncio.to_thread(self._rewrite, list(self._spool))
+                if not self._spool:
+                    self.log.info("spool drained")
+                    self._wake.clear()
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, ClientError):
+        err = e.response.get("Error", {})
+        return f"{err.get('Code', '?')}: {err.get('Message', '')}"[:200]
+    return f"{type(e).__name__}: {e}"[:200]
