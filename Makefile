@@ -11,13 +11,14 @@ NPM_CI := npm ci --no-audit --no-fund --loglevel=error
 
 BRIDGE_SRC := $(wildcard bridge/src/*.ts) bridge/tsconfig.json
 
-.PHONY: help deps test test-py test-node lint fmt clean
+.PHONY: help deps test test-py test-node lint fmt clean up
 
 help:
 	@echo "make deps    install Python (.venv) and Node dependencies, build the bridge"
 	@echo "make test    deps + lint + every test suite (Node unit, simulator, Python unit/contract/end-to-end)"
 	@echo "make lint    ruff, mypy and the bridge's TypeScript type check"
 	@echo "make fmt     format the Python code"
+	@echo "make up      the whole stack locally: DynamoDB Local + moto SQS, demo chatbot, inbound function, connector"
 
 deps: $(VENV)/.installed bridge/dist/.built tests/wasim/node_modules/.installed infra/local/node_modules/.installed
 
@@ -61,6 +62,11 @@ test-py: deps
 	$(PY) -m pytest
 
 test: lint test-node test-py
+
+# Settings come from the environment (DESIGN section 12): CONNECTOR_API_KEY, CONNECTOR_PORT, CHATBOT_URL,
+# CHATBOT_SECRET, WA_WEBSOCKET_URL, AWS_ENDPOINT_URL, SESSION_START_INTERVAL_S, DEDUP_TTL_S. State lives in .data/.
+up: deps
+	$(PY) -m connector.local.stack
 
 clean:
 	rm -rf $(VENV) bridge/node_modules bridge/dist tests/wasim/node_modules infra/local/node_modules

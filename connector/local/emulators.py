@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from connector.errors import ConfigError
 
@@ -32,7 +32,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float) -> None:
+def wait_http(url: str, proc: subprocess.Popen[Any], what: str, timeout: float) -> None:
+    """Wait until ``url`` gives any HTTP answer; ``ConfigError`` if ``proc`` exits first or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -50,16 +51,21 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: floa
 class _Child:
     name = "emulator"
 
-    def __init__(self, log: IO[bytes] | None) -> None:
+    def __init__(self, log: IO[bytes] | None, own_session: bool = False) -> None:
         self.log = log
+        self.own_session = own_session
+        """Start in a new session, out of the terminal's process group: Ctrl-C in ``make up`` then reaches only the
+        stack, which stops the connector before the emulators it still writes to."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.endpoint = ""
 
     def _spawn(self, args: list[str], url: str, timeout: float) -> str:
         out = self.log if self.log is not None else subprocess.DEVNULL
-        self.proc = subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            args, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=self.own_session
+        )
         try:
-            _wait_http(url, self.proc, self.name, timeout)
+            wait_http(url, self.proc, self.name, timeout)
         except BaseException:
             self.stop()
             raise
@@ -82,8 +88,10 @@ class DynamoDBLocal(_Child):
 
     name = "DynamoDB Local"
 
-    def __init__(self, data_dir: Path | None = None, port: int = 0, log: IO[bytes] | None = None) -> None:
-        super().__init__(log)
+    def __init__(
+        self, data_dir: Path | None = None, port: int = 0, log: IO[bytes] | None = None, own_session: bool = False
+    ) -> None:
+        super().__init__(log, own_session)
         self.data_dir = data_dir
         self.port = port or free_port()
 
@@ -117,8 +125,8 @@ class MotoServer(_Child):
 
     name = "moto server"
 
-    def __init__(self, port: int = 0, log: IO[bytes] | None = None) -> None:
-        super().__init__(log)
+    def __init__(self, port: int = 0, log: IO[bytes] | None = None, own_session: bool = False) -> None:
+        super().__init__(log, own_session)
         self.port = port or free_port()
 
     def start(self, timeout: float = 30.0) -> str:
