@@ -63,8 +63,8 @@ def make_stores(cfg: Config) -> tuple[AuthStore, LidMapStore, ReplyLog]:
     if cfg.store_backend == "memory":
         log.warning("STORE_BACKEND=memory: linked sessions are lost when the connector stops")
         return MemoryAuthStore(), MemoryLidMapStore(), MemoryReplyLog(ttl_s=cfg.dedup_ttl_s)
-    # Written in parallel; imported here only, so nothing else depends on it.
-    from connector.store.dynamodb import (  # type: ignore[import-not-found, unused-ignore]
+    # Imported here only: the memory backend (and the tests that use it) never load aioboto3.
+    from connector.store.dynamodb import (
         DynamoAuthStore,
         DynamoLidMapStore,
         DynamoReplyLog,
@@ -73,7 +73,7 @@ def make_stores(cfg: Config) -> tuple[AuthStore, LidMapStore, ReplyLog]:
     return (
         DynamoAuthStore(cfg.auth_table, cfg.aws_endpoint_url, cfg.aws_region),
         DynamoLidMapStore(cfg.lid_map_table, cfg.aws_endpoint_url, cfg.aws_region),
-        DynamoReplyLog(cfg.idempotency_table, cfg.aws_endpoint_url, cfg.aws_region),
+        DynamoReplyLog(cfg.idempotency_table, cfg.aws_endpoint_url, cfg.aws_region, ttl_s=cfg.dedup_ttl_s),
     )
 
 

@@ -52,8 +52,12 @@ INBOUND_QUEUE = QueueSpec(
 )  # fmt: skip
 OUTBOUND_QUEUE = QueueSpec(
     "OUTBOUND_QUEUE_URL", "wa-relay-outbound.fifo", "wa-relay-outbound-dlq.fifo",
-    max_receive_count=5, visibility_timeout_s=60,
+    max_receive_count=5, visibility_timeout_s=20,
 )  # fmt: skip
+"""Short visibility on purpose: a connector that dies holds the replies it had received (and those its last long
+poll receives after its death) invisible for this long, and in a FIFO queue they block the rest of their chat. A
+send takes well under a second; one that outlasts this is received again and re-sent with the same WhatsApp id,
+which the recipient's phone drops as a duplicate."""
 QUEUES = (INBOUND_QUEUE, OUTBOUND_QUEUE)
 
 # AWS limits the code enforces itself (moto is lenient about some of them).

@@ -5,7 +5,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from connector.errors import StoreError
 from connector.types import SessionId
+
+
+class CredsConflict(StoreError):
+    """The creds were changed by another writer since this store last read or wrote them (optimistic ``version``
+    check). The write did not happen; the caller must re-read the creds before writing again."""
 
 
 class CredsStore(ABC):

@@ -17,7 +17,6 @@ import pytest
 
 from connector.contracts import OutboundReply, message_group_id, reply_id
 from functions.inbound.queues import DeadLetterQueue
-from tests.support.chatbot import Answer, ChatbotServer
 from tests.functions.conftest import (
     SECRET,
     Aws,
@@ -30,6 +29,7 @@ from tests.functions.conftest import (
     sqs_event,
     sqs_record,
 )
+from tests.support.chatbot import Answer, ChatbotServer
 
 OK: dict[str, list[dict[str, str]]] = {"batchItemFailures": []}
 

@@ -3,7 +3,8 @@
 // (decrypt each <to>/<enc>, ack it, answer with the contact's delivery receipt), plus receipts Baileys sends.
 import { getBinaryNodeChild, getBinaryNodeChildren } from 'baileys'
 import { SimError, notConnected } from './errors.mjs'
-import { decodeJid, newMessageId, unixNow, contentBytes } from './wire.mjs'
+import { randomBytes } from 'node:crypto'
+import { decodeJid, newMessageId, unixNow, contentBytes, pnJid } from './wire.mjs'
 
 /** How long a send waits for a just-logged-in account to upload its prekeys. */
 const PREKEY_WAIT_MS = 10_000
@@ -52,6 +53,9 @@ export async function sendContactMessage(sim, { contact, account, text, addressi
 	// Re-check: the connection may have gone while we were encrypting.
 	const conn = sim.connectionFor(account.phone)
 	if (conn) {
+		// A contact's phone hands its privacy token (tctoken) to whoever it starts a session with; Baileys stores
+		// it and attaches it to its own 1:1 sends, without which WhatsApp answers error 463.
+		if (enc === 'pkmsg') sendPrivacyToken(sim, conn, contact, account, alt)
 		conn.send(stanza)
 		sim.emit('message.incoming_sent', { account: account.phone, from: contact.phone, id, enc, addressing, offline: false })
 		return { id, enc, queued: false }
@@ -147,4 +151,24 @@ export function handleReceipt(sim, conn, node) {
 	sim.emit('receipt', { account: conn.account, to, ids, type: type ?? 'delivery' })
 	conn.noteReceipts(ids)
 	conn.send({ tag: 'ack', attrs: { class: 'receipt', id, from: to, ...(type ? { type } : {}) } })
+}
+
+/**
+ * `<notification type="privacy_token">` from a contact, carrying a fresh trusted-contact token for the account.
+ * @param {import('./server.mjs').Simulator} sim
+ * @param {import('./server.mjs').Connection} conn
+ * @param {import('./contacts.mjs').Contact} contact
+ * @param {import('./accounts.mjs').Account} account
+ * @param {boolean} alt include sender_lid, as WhatsApp does
+ */
+function sendPrivacyToken(sim, conn, contact, account, alt) {
+	const t = unixNow()
+	conn.send({
+		tag: 'notification',
+		attrs: { from: contact.jid, ...(alt ? { sender_lid: contact.lidJid } : {}), type: 'privacy_token', id: newMessageId(), t },
+		content: [{ tag: 'tokens', attrs: {}, content: [
+			{ tag: 'token', attrs: { jid: pnJid(account.phone, account.device), t, type: 'trusted_contact' }, content: randomBytes(24) }
+		] }]
+	})
+	sim.emit('privacy_token.sent', { account: account.phone, from: contact.phone })
 }
