@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 from connector.errors import StoreError
@@ -36,7 +37,14 @@ class SignalKeyStore(ABC):
 
 
 class AuthStore(CredsStore, SignalKeyStore):
-    """Creds and Signal keys of every session, as one container (the DynamoDB table is one, too)."""
+    """Creds and Signal keys of every session, as one container (the DynamoDB table is one, too).
+
+    Fencing (issue 4): after ``fence(session, lease)``, every write of that session (keys, creds, deletes) is
+    conditioned on the lease item still carrying ``lease.token`` and ``lease.owner``; a write that fails the
+    condition raises ``LeaseLost`` and changes nothing. ``fence(session, None)`` removes the fence."""
+
+    def fence(self, session: SessionId, lease: Lease | None) -> None:
+        """Condition every later write of ``session`` on ``lease`` (see the class docstring)."""
 
     @abstractmethod
     async def delete_session(self, session: SessionId) -> None:
@@ -76,3 +84,41 @@ class ReplyLog(ABC):
     @abstractmethod
     async def record_sent(self, reply_id: str, message_id: str) -> None:
         """Remember that ``reply_id`` went out as ``message_id``. Durable on return."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Ownership of one session by one connector (DESIGN section 7). ``token`` is the fencing token: it grows on every
+    change of owner, and every auth write of the session is conditioned on it."""
+
+    session: SessionId
+    owner: str
+    token: int
+    expires_at: float
+    """Unix seconds."""
+
+
+class LeaseLost(StoreError):
+    """This connector no longer owns the session: its lease expired and was taken, or was released. Every write
+    fenced with the old token fails with this, and the session's socket must be closed at once."""
+
+
+class LeaseStore(ABC):
+    """The lease item of each session (in the auth table: ``pk`` = session, ``sk`` = ``lease``)."""
+
+    @abstractmethod
+    async def acquire(self, session: SessionId, owner: str, ttl_s: float) -> Lease | None:
+        """Take the lease if it is free, expired or already ``owner``'s, for ``ttl_s`` seconds. A change of owner
+        gets a token greater than any before. ``None`` while another owner holds an unexpired lease."""
+
+    @abstractmethod
+    async def renew(self, lease: Lease, ttl_s: float) -> Lease:
+        """Extend a lease we hold (same token). Raises ``LeaseLost`` if owner or token no longer match."""
+
+    @abstractmethod
+    async def release(self, lease: Lease) -> None:
+        """Give the lease up (it expires now) if it is still ours; nothing happens otherwise."""
+
+    @abstractmethod
+    async def get_lease(self, session: SessionId) -> Lease | None:
+        """The current lease item (possibly expired), or ``None`` if the session never had one."""
