@@ -12,9 +12,14 @@ Auth table layout (``pk`` = session id, ``sk`` =):
 - ``chunks``: which keys of the session currently have parts (``m`` = {key sk: part count}), so an overwrite or a
   delete can remove stale parts without reading every key it writes first. Almost never written (only when a value
   crosses the part threshold); read once per session per process.
+- ``lease``: the session's owner (``owner`` S, ``token`` N, ``expires_at`` N in Unix seconds; issue 4). Never deleted:
+  its token must keep growing across owners, even over a logout.
 
 A value is the JSON text of what the bridge sent (BufferJSON form) in ``v`` (S); over ``compress_over`` bytes it is
 zlib-compressed into ``z`` (B); if that is still over ``part_bytes``, the compressed bytes are split into parts.
+
+Fencing: a fenced session's writes are TransactWriteItems whose first action is a ``ConditionCheck`` on its lease item
+(``owner`` and ``token`` unchanged); BatchWriteItem takes no conditions, so only unfenced sessions use it.
 """
 
 from __future__ import annotations
@@ -45,10 +50,11 @@ from connector.resources import (
     DYNAMODB_BATCH_GET_MAX,
     DYNAMODB_BATCH_WRITE_MAX,
     DYNAMODB_ITEM_MAX_BYTES,
+    DYNAMODB_TRANSACT_MAX,
     IDEMPOTENCY_TABLE,
     LID_MAP_TABLE,
 )
-from connector.store.abstract import AuthStore, CredsConflict, LidMapStore, ReplyLog
+from connector.store.abstract import AuthStore, CredsConflict, Lease, LeaseLost, LeaseStore, LidMapStore, ReplyLog
 from connector.types import SessionId
 
 Item = dict[str, Any]
@@ -56,11 +62,18 @@ Item = dict[str, Any]
 
 CREDS_SK = "creds"
 CHUNKS_SK = "chunks"
+LEASE_SK = "lease"
 COMPRESS_OVER = 32 * 1024
 PART_BYTES = 350_000
 """Safely under the 400 KB item limit, which also counts attribute names and the (up to 1 KiB) sort key."""
 _KEY_OVERHEAD = 4096
 _MAX_PENDING_TOKENS = 16
+_TRANSACT_MAX_BYTES = 3_500_000
+"""Per fenced transaction, under the 4 MB aggregate limit (item sizes are estimated)."""
+_RETRYABLE_CANCELLATIONS = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+)
+_LEASE_NAMES = {"#o": "owner", "#t": "token", "#e": "expires_at"}
 
 
 def _key_sk(type: str, key_id: str) -> str:
@@ -75,6 +88,52 @@ def _error_code(e: BaseException) -> str:
     if isinstance(e, ClientError):
         return str(e.response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def _cancellation_codes(e: BaseException) -> list[str] | None:
+    """The per-action reason codes of a cancelled transaction (``"None"`` for an action that was fine); ``None`` if
+    ``e`` is not a cancellation."""
+    if _error_code(e) != "TransactionCanceledException":
+        return None
+    assert isinstance(e, ClientError)
+    reasons = e.response.get("CancellationReasons")
+    if reasons:
+        return [str(r.get("Code", "None")) for r in reasons]
+    # Older botocore/emulators only put them in the message: "... specific reasons [ConditionalCheckFailed, None]".
+    message = str(e.response.get("Error", {}).get("Message", ""))
+    if "[" in message and message.endswith("]"):
+        return [c.strip() for c in message[message.rindex("[") + 1 : -1].split(",")]
+    return []
+
+
+def _value_size(value: dict[str, Any]) -> int:
+    """DynamoDB's size of one attribute value, slightly over-estimated."""
+    (kind, v), *_ = value.items()
+    if kind in ("S", "N"):
+        return len(str(v).encode())
+    if kind == "B":
+        return len(v)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + 1 + _value_size(x) for k, x in v.items())
+    if kind == "L":
+        return 3 + sum(1 + _value_size(x) for x in v)
+    if kind in ("SS", "NS"):
+        return sum(len(str(x).encode()) for x in v)
+    if kind == "BS":
+        return sum(len(x) for x in v)
+    return 1
+
+
+def _item_size(item: Item) -> int:
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+class _ConditionFailed(StoreError):
+    """A transaction's own condition (not the lease's) failed; ``index`` is the action's position."""
+
+    def __init__(self, message: str, index: int) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 @dataclass
@@ -244,14 +303,14 @@ class _CredsState:
     """Write ids whose outcome is known to be ours or unknown (a timeout may have applied the write)."""
 
 
-class DynamoAuthStore(_DynamoComponent, AuthStore):
-    """Creds and Signal keys of every session in the auth table (layout in the module docstring).
+class DynamoAuthStore(_DynamoComponent, AuthStore, LeaseStore):
+    """Creds, Signal keys and leases of every session in the auth table (layout in the module docstring).
 
     Writes of one session are serialized by a per-session lock; sessions write in parallel. Every write of the
-    session goes through ``_write_keys`` (keys) or ``put_creds`` (creds): issue 4's lease fencing (each write
-    conditional on the lease item's fencing token) goes into exactly those two places: ``_write_keys`` then uses
-    TransactWriteItems (≤ 100 actions, ≤ 4 MB) with a ``ConditionCheck`` on ``(session, "lease")`` instead of
-    BatchWriteItem, which takes no conditions, and ``put_creds`` adds the token to its condition expression.
+    session goes through ``_write`` (keys, parts, the chunk index, deletes) or ``put_creds`` (creds). Once the session
+    is fenced (issue 4), ``_write`` uses TransactWriteItems (≤ 100 actions, ≤ 4 MB) with a ``ConditionCheck`` on
+    ``(session, "lease")`` instead of BatchWriteItem, and ``put_creds`` is a transaction of its conditional update and
+    the same ``ConditionCheck``.
     """
 
     def __init__(
@@ -283,6 +342,171 @@ class DynamoAuthStore(_DynamoComponent, AuthStore):
         self._locks = _SessionLocks()
         self._creds: dict[str, _CredsState] = {}
         self._chunks: dict[str, dict[str, int]] = {}
+        self._fences: dict[str, Lease] = {}
+
+    # ---- leases ----
+
+    async def acquire(self, session: SessionId, owner: str, ttl_s: float) -> Lease | None:
+        for _ in range(2):
+            # Ours (expired or not): extend it, same token. Else free or expired: take it with the next token. Two
+            # conditional updates, each atomic; a race between them (we took it meanwhile) is caught by the 2nd round.
+            expires = time.time() + ttl_s
+            item = await self._update_lease(
+                session, "SET #e = :e", "#o = :me", {":me": {"S": owner}, ":e": {"N": f"{expires:.6f}"}}
+            )
+            if item is None:
+                item = await self._update_lease(
+                    session,
+                    "SET #o = :me, #e = :e, #t = if_not_exists(#t, :zero) + :one",
+                    "attribute_not_exists(pk) OR #e < :now",
+                    {
+                        ":me": {"S": owner},
+                        ":e": {"N": f"{expires:.6f}"},
+                        ":now": {"N": f"{time.time():.6f}"},
+                        ":zero": {"N": "0"},
+                        ":one": {"N": "1"},
+                    },
+                )
+            if item is not None:
+                return self._lease(session, item)
+        return None
+
+    async def renew(self, lease: Lease, ttl_s: float) -> Lease:
+        expires = time.time() + ttl_s
+        item = await self._update_lease(
+            lease.session,
+            "SET #e = :e",
+            "#o = :me AND #t = :t AND #e > :zero",  # a released lease (expires_at 0) is given up: not renewed
+            {
+                ":me": {"S": lease.owner},
+                ":t": {"N": str(lease.token)},
+                ":e": {"N": f"{expires:.6f}"},
+                ":zero": {"N": "0"},
+            },
+        )
+        if item is None:
+            raise LeaseLost(f"lease of {lease.session} (token {lease.token}) is no longer held by {lease.owner}")
+        return self._lease(lease.session, item)
+
+    async def release(self, lease: Lease) -> None:
+        await self._update_lease(
+            lease.session,
+            "SET #e = :zero",
+            "#o = :me AND #t = :t",
+            {":me": {"S": lease.owner}, ":t": {"N": str(lease.token)}, ":zero": {"N": "0"}},
+        )
+
+    async def get_lease(self, session: SessionId) -> Lease | None:
+        client = self.client
+        try:
+            resp = await client.get_item(TableName=self.table, Key=self._key(session, LEASE_SK), ConsistentRead=True)
+        except Exception as e:
+            raise StoreError(f"failed to read the lease of {session}") from e
+        item = resp.get("Item")
+        return None if item is None else self._lease(session, item)
+
+    async def _update_lease(self, session: str, update: str, condition: str, values: Item) -> Item | None:
+        """The lease item after a conditional update; ``None`` if the condition failed."""
+        names = {k: v for k, v in _LEASE_NAMES.items() if k in update or k in condition}
+        client = self.client
+        try:
+            resp = await client.update_item(
+                TableName=self.table,
+                Key=self._key(session, LEASE_SK),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except Exception as e:
+            if _error_code(e) == "ConditionalCheckFailedException":
+                return None
+            raise StoreError(f"failed to save the lease of {session}") from e
+        return resp["Attributes"]  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _lease(session: str, item: Item) -> Lease:
+        return Lease(
+            session=SessionId(session),
+            owner=item["owner"]["S"],
+            token=int(item["token"]["N"]),
+            expires_at=float(item["expires_at"]["N"]),
+        )
+
+    # ---- fencing ----
+
+    def fence(self, session: SessionId, lease: Lease | None) -> None:
+        if lease is None:
+            self._fences.pop(session, None)
+        else:
+            self._fences[session] = lease
+
+    def _lease_check(self, fence: Lease) -> dict[str, Any]:
+        return {
+            "ConditionCheck": {
+                "TableName": self.table,
+                "Key": self._key(fence.session, LEASE_SK),
+                "ConditionExpression": "#o = :o AND #t = :t",
+                "ExpressionAttributeNames": {"#o": "owner", "#t": "token"},
+                "ExpressionAttributeValues": {":o": {"S": fence.owner}, ":t": {"N": str(fence.token)}},
+            }
+        }
+
+    async def _transact(self, fence: Lease, actions: list[dict[str, Any]], labels: list[str]) -> None:
+        """One TransactWriteItems of the lease check and ``actions``. A failed lease check → ``LeaseLost``, another
+        failed condition → ``_ConditionFailed``; conflicts and throttling are retried with backoff."""
+        items = [self._lease_check(fence), *actions]
+        codes: list[str] = []
+        for attempt in range(self.max_attempts):
+            client = self.client
+            try:
+                await client.transact_write_items(TransactItems=items)
+                return
+            except Exception as e:
+                found = _cancellation_codes(e)
+                if found is None:
+                    raise StoreError(f"failed to save {_describe(labels)}") from e
+                codes = found
+                if codes and codes[0] == "ConditionalCheckFailed":
+                    raise LeaseLost(
+                        f"failed to save {_describe(labels)}: the lease of {fence.session} (token {fence.token}) "
+                        f"of {fence.owner} is lost"
+                    ) from e
+                failed = [i - 1 for i, c in enumerate(codes) if c == "ConditionalCheckFailed"]
+                if failed:
+                    raise _ConditionFailed(f"failed to save {_describe(labels)}: condition failed", failed[0]) from e
+                if not codes or any(c not in _RETRYABLE_CANCELLATIONS for c in codes if c != "None"):
+                    raise StoreError(f"failed to save {_describe(labels)}: transaction cancelled {codes}") from e
+            await asyncio.sleep(self._backoff(attempt))
+        raise StoreError(f"failed to save {_describe(labels)}: cancelled {codes} after {self.max_attempts} attempts")
+
+    async def _write(self, fence: Lease | None, requests: list[tuple[Item, dict[str, Any], str]]) -> None:
+        """Batch writes, or for a fenced session transactions of ≤ 99 writes (+ the lease check) and ≤ 3.5 MB."""
+        if fence is None:
+            await self._batch_write(requests)
+            return
+        unique: dict[str, tuple[dict[str, Any], str, int]] = {}
+        for key, request, label in requests:
+            k = json.dumps(key, sort_keys=True)
+            unique.pop(k, None)  # keep the order of the last write
+            if "PutRequest" in request:
+                item = request["PutRequest"]["Item"]
+                action, size = {"Put": {"TableName": self.table, "Item": item}}, _item_size(item)
+            else:
+                action, size = {"Delete": {"TableName": self.table, "Key": key}}, _item_size(key)
+            unique[k] = (action, label, size)
+        chunk: list[tuple[dict[str, Any], str, int]] = []
+        for entry in unique.values():
+            if chunk and (
+                len(chunk) >= DYNAMODB_TRANSACT_MAX - 1
+                or sum(size for _, _, size in chunk) + entry[2] > _TRANSACT_MAX_BYTES
+            ):
+                await self._transact(fence, [a for a, _, _ in chunk], [label for _, label, _ in chunk])
+                chunk = []
+            chunk.append(entry)
+        if chunk:
+            await self._transact(fence, [a for a, _, _ in chunk], [label for _, label, _ in chunk])
 
     # ---- encoding ----
 
@@ -366,13 +590,38 @@ class DynamoAuthStore(_DynamoComponent, AuthStore):
                 placeholders = [f":t{i}" for i in range(len(state.tokens))]
                 values.update({p: {"S": t} for p, t in zip(placeholders, state.tokens, strict=True)})
                 condition = f"({condition}) OR #w IN ({', '.join(placeholders)})"
-            # Issue 4: AND the lease's fencing token condition (or a transaction with a ConditionCheck) here.
+            update = f"SET #ver = if_not_exists(#ver, :zero) + :one, #w = :w, {data_expr}"
+            fence = self._fences.get(session)
+            if fence is not None:
+                action = {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": self._key(session, CREDS_SK),
+                        "UpdateExpression": update,
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": values,
+                    }
+                }
+                try:
+                    await self._transact(fence, [action], [label])
+                except _ConditionFailed as e:
+                    raise CredsConflict(
+                        f"failed to save {label}: changed by another writer since version {state.version}"
+                    ) from e
+                except LeaseLost:
+                    raise  # cancelled: nothing was written
+                except StoreError:
+                    state.tokens = [*state.tokens, token][-_MAX_PENDING_TOKENS:]
+                    raise
+                await self._after_fenced_creds_write(session, state, token)
+                return
             client = self.client
             try:
                 resp = await client.update_item(
                     TableName=self.table,
                     Key=self._key(session, CREDS_SK),
-                    UpdateExpression=f"SET #ver = if_not_exists(#ver, :zero) + :one, #w = :w, {data_expr}",
+                    UpdateExpression=update,
                     ConditionExpression=condition,
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
@@ -386,6 +635,31 @@ class DynamoAuthStore(_DynamoComponent, AuthStore):
                 state.tokens = [*state.tokens, token][-_MAX_PENDING_TOKENS:]
                 raise StoreError(f"failed to save {label}") from e
             self._creds[session] = _CredsState(version=int(resp["Attributes"]["version"]["N"]), tokens=[token])
+
+    async def _after_fenced_creds_write(self, session: SessionId, state: _CredsState, token: str) -> None:
+        """Record the version a fenced (transactional, so answerless) creds write produced."""
+        if not state.tokens:
+            self._creds[session] = _CredsState(version=(state.version or 0) + 1, tokens=[token])
+            return
+        # It may have matched through a lost earlier write of ours: the version is unknown, read it.
+        client = self.client
+        try:
+            resp = await client.get_item(
+                TableName=self.table,
+                Key=self._key(session, CREDS_SK),
+                ConsistentRead=True,
+                ProjectionExpression="#ver, #w",
+                ExpressionAttributeNames={"#ver": "version", "#w": "w"},
+            )
+        except Exception:
+            # Still ours by its write id: the next write's condition accepts it.
+            self._creds[session] = _CredsState(version=None, tokens=[token])
+            return
+        item = resp.get("Item", {})
+        if item.get("w", {}).get("S") == token and "version" in item:
+            self._creds[session] = _CredsState(version=int(item["version"]["N"]), tokens=[token])
+        else:
+            self._creds[session] = _CredsState(version=None, tokens=[token])
 
     # ---- keys ----
 
@@ -441,10 +715,12 @@ class DynamoAuthStore(_DynamoComponent, AuthStore):
         if not ops:
             return
         async with self._locks.hold(session):
-            await self._write_keys(session, ops)
+            await self._write_keys(session, ops, self._fences.get(session))
 
-    async def _write_keys(self, session: SessionId, ops: dict[str, tuple[str, _Encoded | None]]) -> None:
-        """The one write path of Signal keys (see the class docstring for issue 4's fencing). Crash-safe order:
+    async def _write_keys(
+        self, session: SessionId, ops: dict[str, tuple[str, _Encoded | None]], fence: Lease | None
+    ) -> None:
+        """The one write path of Signal keys (every step fenced when ``fence`` is set). Crash-safe order:
         the chunk index first over-approximates, then parts, then main items, then stale parts, then the exact
         index; an interruption leaves at worst orphan parts the index still lists, never a main item without its
         parts."""
@@ -457,7 +733,7 @@ class DynamoAuthStore(_DynamoComponent, AuthStore):
                 new.pop(sk, None)
         upper = {**old, **{sk: n for sk, n in new.items() if n > old.get(sk, 0)}}
         if upper != old:
-            await self._save_chunk_index(session, upper)
+            await self._save_chunk_index(session, upper, fence)
 
         part_writes = [
             self._put(session, _part_sk(sk, n), {"z": {"B": part}}, f"{label} part {n}")
@@ -465,21 +741,22 @@ class DynamoAuthStore(_DynamoComponent, AuthStore):
             if enc is not None
             for n, part in enumerate(enc.parts)
         ]
-        await self._batch_write(part_writes)
-        await self._batch_write(
+        await self._write(fence, part_writes)
+        await self._write(
+            fence,
             [
                 self._put(session, sk, enc.attrs, label) if enc is not None else self._delete(session, sk, label)
                 for sk, (label, enc) in ops.items()
-            ]
+            ],
         )
         stale = [
             self._delete(session, _part_sk(sk, n), f"{ops[sk][0]} part {n}")
             for sk in ops
             for n in range(new.get(sk, 0), upper.get(sk, 0))
         ]
-        await self._batch_write(stale)
+        await self._write(fence, stale)
         if new != upper:
-            await self._save_chunk_index(session, new)
+            await self._save_chunk_index(session, new, fence)
 
     async def _chunk_index(self, session: SessionId) -> dict[str, int]:
         cached = self._chunks.get(session)
@@ -495,7 +772,23 @@ class DynamoAuthStore(_DynamoComponent, AuthStore):
         self._chunks[session] = index
         return index
 
-    async def _save_chunk_index(self, session: SessionId, index: dict[str, int]) -> None:
+    async def _save_chunk_index(self, session: SessionId, index: dict[str, int], fence: Lease | None) -> None:
+        if fence is not None:
+            m = {sk: {"N": str(n)} for sk, n in index.items()}
+            request = (
+                self._put(session, CHUNKS_SK, {"m": {"M": m}}, f"the chunk index of {session}")
+                if index
+                else self._delete(session, CHUNKS_SK, f"the chunk index of {session}")
+            )
+            try:
+                await self._write(fence, [request])
+            except LeaseLost:
+                raise  # cancelled: the cached index is still right
+            except StoreError:
+                self._chunks.pop(session, None)
+                raise
+            self._chunks[session] = dict(index)
+            return
         client = self.client
         try:
             if index:
@@ -511,8 +804,10 @@ class DynamoAuthStore(_DynamoComponent, AuthStore):
     # ---- sessions ----
 
     async def delete_session(self, session: SessionId) -> None:
-        # Removes every item of the session, the lease included (issue 4 may want to keep or release it instead).
+        """Every item of the session but its lease (whose token must keep growing); fenced, the deletes are fenced
+        and the lease is then released."""
         async with self._locks.hold(session):
+            fence = self._fences.get(session)
             sks: list[str] = []
             request: dict[str, Any] = {
                 "TableName": self.table,
@@ -531,9 +826,16 @@ class DynamoAuthStore(_DynamoComponent, AuthStore):
                     request["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
             except Exception as e:
                 raise StoreError(f"failed to list the items of session {session}") from e
-            await self._batch_write([self._delete(session, sk, f"{sk} of {session}") for sk in sks])
-            self._creds.pop(session, None)
-            self._chunks.pop(session, None)
+            deletes = [self._delete(session, sk, f"{sk} of {session}") for sk in sks if sk != LEASE_SK]
+            if fence is not None and not deletes:
+                deletes = [self._delete(session, CREDS_SK, f"creds of {session}")]  # still fails if the lease is lost
+            try:
+                await self._write(fence, deletes)
+            finally:
+                self._creds.pop(session, None)
+                self._chunks.pop(session, None)
+            if fence is not None:
+                await self.release(fence)
 
     async def list_sessions(self) -> list[SessionId]:
         # A full-table Scan: it runs once, at boot. If the table grows large, a sparse GSI on creds items (or a

@@ -1,45 +1,128 @@
-"""In-memory ``AuthStore`` for tests and a store-less development run. Values are kept as JSON text, so what comes
-back is a fresh copy of exactly what was stored, as with the DynamoDB store."""
+"""In-memory ``AuthStore`` (which is also the ``LeaseStore``, so fencing sees the same lease items) for tests and a
+store-less development run. Values are kept as JSON text, so what comes back is a fresh copy of exactly what was
+stored, as with the DynamoDB store. Fencing behaves as on DynamoDB: a fenced write checks the lease's owner and token
+(not its expiry) and, if they differ, raises ``LeaseLost`` before changing anything."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from typing import Any
 
 from connector.contracts import jid_user
-from connector.store.abstract import AuthStore, LidMapStore, ReplyLog
+from connector.errors import StoreError
+from connector.store.abstract import AuthStore, Lease, LeaseLost, LeaseStore, LidMapStore, ReplyLog
 from connector.types import SessionId
 
 
-class MemoryAuthStore(AuthStore):
+class MemoryAuthStore(AuthStore, LeaseStore):
+    """Every method runs without awaiting anything, so each one is atomic under asyncio (like one DynamoDB call)."""
+
     def __init__(self) -> None:
         self._creds: dict[SessionId, str] = {}
         self._keys: dict[SessionId, dict[tuple[str, str], str]] = {}
+        self._leases: dict[SessionId, Lease] = {}
+        self._fences: dict[SessionId, Lease] = {}
+
+    # ---- leases ----
+
+    async def acquire(self, session: SessionId, owner: str, ttl_s: float) -> Lease | None:
+        now = time.time()
+        current = self._leases.get(session)
+        if current is None:
+            token = 1
+        elif current.owner == owner:
+            token = current.token
+        elif current.expires_at < now:
+            token = current.token + 1
+        else:
+            return None
+        lease = Lease(session, owner, token, now + ttl_s)
+        self._leases[session] = lease
+        return lease
+
+    async def renew(self, lease: Lease, ttl_s: float) -> Lease:
+        current = self._leases.get(lease.session)
+        if (
+            current is None
+            or current.owner != lease.owner
+            or current.token != lease.token
+            or current.expires_at <= 0  # released: given up, not renewed
+        ):
+            raise LeaseLost(f"lease of {lease.session} (token {lease.token}) is no longer held by {lease.owner}")
+        renewed = dataclasses.replace(current, expires_at=time.time() + ttl_s)
+        self._leases[lease.session] = renewed
+        return renewed
+
+    async def release(self, lease: Lease) -> None:
+        current = self._leases.get(lease.session)
+        if current is not None and current.owner == lease.owner and current.token == lease.token:
+            self._leases[lease.session] = dataclasses.replace(current, expires_at=0.0)
+
+    async def get_lease(self, session: SessionId) -> Lease | None:
+        return self._leases.get(session)
+
+    def fence(self, session: SessionId, lease: Lease | None) -> None:
+        if lease is None:
+            self._fences.pop(session, None)
+        else:
+            self._fences[session] = lease
+
+    def _check_fence(self, session: SessionId, what: str) -> Lease | None:
+        fence = self._fences.get(session)
+        if fence is None:
+            return None
+        current = self._leases.get(session)
+        if current is None or current.owner != fence.owner or current.token != fence.token:
+            raise LeaseLost(f"failed to save {what} of {session}: the lease (token {fence.token}) is lost")
+        return fence
+
+    # ---- auth ----
 
     async def get_creds(self, session: SessionId) -> dict[str, Any] | None:
         raw = self._creds.get(session)
         return json.loads(raw) if raw is not None else None
 
     async def put_creds(self, session: SessionId, creds: dict[str, Any]) -> None:
-        self._creds[session] = json.dumps(creds)
+        try:
+            text = json.dumps(creds)
+        except (TypeError, ValueError) as e:
+            raise StoreError(f"failed to save creds of {session}: not JSON") from e
+        self._check_fence(session, "creds")
+        self._creds[session] = text
 
     async def get_keys(self, session: SessionId, type: str, ids: list[str]) -> dict[str, Any]:
         items = self._keys.get(session, {})
         return {i: json.loads(items[(type, i)]) for i in ids if (type, i) in items}
 
     async def set_keys(self, session: SessionId, data: dict[str, dict[str, Any]]) -> None:
-        items = self._keys.setdefault(session, {})
+        # Encode everything before changing anything: a failing write changes nothing.
+        writes: dict[tuple[str, str], str | None] = {}
         for type, values in data.items():
             for key_id, value in values.items():
-                if value is None:
-                    items.pop((type, key_id), None)
-                else:
-                    items[(type, key_id)] = json.dumps(value)
+                try:
+                    writes[(type, key_id)] = None if value is None else json.dumps(value)
+                except (TypeError, ValueError) as e:
+                    raise StoreError(f"failed to save {type} {key_id} of {session}: not JSON") from e
+        if not writes:
+            return
+        self._check_fence(session, f"{len(writes)} keys")
+        items = self._keys.setdefault(session, {})
+        for key, text in writes.items():
+            if text is None:
+                items.pop(key, None)
+            else:
+                items[key] = text
 
     async def delete_session(self, session: SessionId) -> None:
+        """Unfenced, the lease item is left alone; fenced, the lease is released last (its token is kept, so the
+        next owner still gets a greater one)."""
+        fence = self._check_fence(session, "the deletion")
         self._creds.pop(session, None)
         self._keys.pop(session, None)
+        if fence is not None:
+            await self.release(fence)
 
     async def list_sessions(self) -> list[SessionId]:
         return sorted(self._creds)
