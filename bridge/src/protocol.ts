@@ -165,6 +165,8 @@ export interface SessionListEntry {
 	connection: ConnectionName
 	has_qr: boolean
 	me: MeInfo | null
+	/** ms since epoch of the last frame received on the socket; null before the first */
+	lastReceivedAt: number | null
 }
 export interface SessionListResult {
 	sessions: SessionListEntry[]

@@ -149,6 +149,8 @@ function timestampOf(v: unknown): number | string | null {
 export class Session {
 	connection: ConnectionName = 'connecting'
 	qrSeen = false
+	/** ms since epoch of the last frame received on the socket (the connector's stale detection) */
+	lastReceivedAt: number | null = null
 	sock: WASocket | undefined
 	auth: RpcAuthState | undefined
 	private requested = false
@@ -218,6 +220,10 @@ export class Session {
 			throw new RpcError('internal', message)
 		}
 		this.sock.ev.process(events => this.onEvents(events))
+		// every decoded frame, keep-alive answers included (Baileys pings every 30 s)
+		this.sock.ws.on('frame', () => {
+			this.lastReceivedAt = Date.now()
+		})
 		this.log.info({ registered: !!creds.registered, me: creds.me?.id ?? null }, 'socket created')
 		return { session: this.id, generated_creds: generated }
 	}
@@ -405,7 +411,13 @@ export class Session {
 	}
 
 	listEntry(): SessionListEntry {
-		return { session: this.id, connection: this.connection, has_qr: this.qrSeen && this.connection !== 'open', me: this.me() ?? null }
+		return {
+			session: this.id,
+			connection: this.connection,
+			has_qr: this.qrSeen && this.connection !== 'open',
+			me: this.me() ?? null,
+			lastReceivedAt: this.lastReceivedAt
+		}
 	}
 }
 

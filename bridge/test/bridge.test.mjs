@@ -83,7 +83,10 @@ test('bridge: a new session saves generated creds before connecting; SIGTERM clo
 		assert.deepEqual(started.result, { session: 't1', generated_creds: true })
 		b.rpc.write('{"id":"c-2","method":"session.list","params":{}}\n')
 		const list = await b.next(m => m.id === 'c-2')
-		assert.deepEqual(list.result.sessions, [{ session: 't1', connection: 'connecting', has_qr: false, me: null }])
+		const [entry] = list.result.sessions
+		const { lastReceivedAt, ...rest } = entry
+		assert.deepEqual(rest, { session: 't1', connection: 'connecting', has_qr: false, me: null })
+		assert.ok(lastReceivedAt === null || typeof lastReceivedAt === 'number', 'lastReceivedAt: ms or null')
 		b.rpc.write('{"id":"c-3","method":"session.requestPairingCode","params":{"session":"t1","phone":"15550001111"}}\n')
 		assert.equal((await b.next(m => m.id === 'c-3')).error.code, 'pairing_not_ready')
 		b.rpc.write('{"id":"c-4","method":"message.send","params":{"session":"t1","to":"1@s.whatsapp.net","content":{"text":"x"}}}\n')
@@ -100,4 +103,11 @@ test('bridge: a new session saves generated creds before connecting; SIGTERM clo
 		silent.close()
 		b.child.kill('SIGKILL')
 	}
+})
+
+test('markOnlineOnConnect stays false (the phone keeps its notifications; baileys-v7.md section 8)', async () => {
+	const { readFile } = await import('node:fs/promises')
+	const src = await readFile(new URL('../dist/session.js', import.meta.url), 'utf8')
+	assert.match(src, /markOnlineOnConnect: false/)
+	assert.doesNotMatch(src, /markOnlineOnConnect: true/)
 })

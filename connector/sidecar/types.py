@@ -160,6 +160,8 @@ class SessionInfo(WireModel):
     connection: str | None = None
     has_qr: bool = False
     me: Me | None = None
+    lastReceivedAt: int | None = None
+    """ms since epoch of the last frame received on the socket (stale detection); ``None`` before the first."""
 
 
 class SessionListResult(WireModel):
