@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from connector.relay import (
     BridgeUnavailable,
+    OwnedElsewhere,
     Relay,
     SessionAlreadyExists,
     SessionNotReady,
@@ -64,6 +66,7 @@ _RELAY_ERRORS: dict[type[Exception], tuple[int, str]] = {
     UnknownSession: (404, "session_not_found"),
     SessionAlreadyExists: (409, "session_exists"),
     SessionNotReady: (409, "session_not_ready"),
+    OwnedElsewhere: (409, "session_owned_elsewhere"),
     BridgeUnavailable: (503, "bridge_unavailable"),
 }
 
@@ -233,14 +236,19 @@ async def readyz(request: web.Request) -> web.Response:
     relay = request.app.get(RELAY_KEY)
     if relay is None or not relay.ready or not relay.bridge_up:
         return error_response(503, "not_ready", "starting up, or the bridge is down")
-    return web.json_response({"status": "ready"})
+    return web.json_response({"status": "ready", "bridge_pid": relay.bridge_pid})
 
 
 async def metrics(request: web.Request) -> web.Response:
     relay = request.app[RELAY_KEY]
     by_state = {state.value: 0 for state in SessionState}
+    held = elsewhere = stale = 0
+    now = time.time()
     for s in relay.list_sessions():
         by_state[s.state.value] += 1
+        held += int(s.held_until is not None and s.held_until > now)
+        elsewhere += int(s.owner is not None)
+        stale += int(s.stale_since is not None)
     lines = [
         "# HELP wa_relay_sessions Sessions by state.",
         "# TYPE wa_relay_sessions gauge",
@@ -260,6 +268,36 @@ async def metrics(request: web.Request) -> web.Response:
         "# HELP wa_relay_bridge_restarts_total Bridge process restarts after it exited.",
         "# TYPE wa_relay_bridge_restarts_total counter",
         f"wa_relay_bridge_restarts_total {relay.bridge_restarts}",
+        "# HELP wa_relay_bridge_pid Process id of the running bridge (0 while it is down).",
+        "# TYPE wa_relay_bridge_pid gauge",
+        f"wa_relay_bridge_pid {relay.bridge_pid or 0}",
+        "# HELP wa_relay_start_queue_depth Sessions waiting in the start queue.",
+        "# TYPE wa_relay_start_queue_depth gauge",
+        f"wa_relay_start_queue_depth {len(relay.queue)}",
+        "# HELP wa_relay_connects_total Connects started by the start queue (515 restarts included).",
+        "# TYPE wa_relay_connects_total counter",
+        f"wa_relay_connects_total {relay.queue.connects}",
+        "# HELP wa_relay_sessions_held Sessions held back by the flap breaker now.",
+        "# TYPE wa_relay_sessions_held gauge",
+        f"wa_relay_sessions_held {held}",
+        "# HELP wa_relay_flap_holds_total Times the flap breaker held a session back.",
+        "# TYPE wa_relay_flap_holds_total counter",
+        f"wa_relay_flap_holds_total {relay.breaker.trips}",
+        "# HELP wa_relay_logged_out_total Sessions logged out by WhatsApp (401/403/411/419); keys wiped.",
+        "# TYPE wa_relay_logged_out_total counter",
+        f"wa_relay_logged_out_total {relay.logged_out_total}",
+        "# HELP wa_relay_conflicts_total Sessions replaced by another client (440); not reconnected.",
+        "# TYPE wa_relay_conflicts_total counter",
+        f"wa_relay_conflicts_total {relay.conflicts_total}",
+        "# HELP wa_relay_leases_lost_total Session leases lost to another connector (socket closed at once).",
+        "# TYPE wa_relay_leases_lost_total counter",
+        f"wa_relay_leases_lost_total {relay.leases_lost_total}",
+        "# HELP wa_relay_sessions_owned_elsewhere Known sessions whose lease another connector holds.",
+        "# TYPE wa_relay_sessions_owned_elsewhere gauge",
+        f"wa_relay_sessions_owned_elsewhere {elsewhere}",
+        "# HELP wa_relay_sessions_stale Open sessions flagged stale (nothing received for too long).",
+        "# TYPE wa_relay_sessions_stale gauge",
+        f"wa_relay_sessions_stale {stale}",
     ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
 
@@ -339,6 +377,19 @@ OPENAPI: dict[str, Any] = {
                             "at": {"type": "integer"},
                         },
                     },
+                    "held_until": {
+                        "type": "integer",
+                        "description": "Unix seconds: held back by the flap breaker until then (state reconnecting)",
+                    },
+                    "owner": {
+                        "type": "object",
+                        "description": "another connector holds the session's lease (state stopped); retried",
+                        "properties": {"id": {"type": "string"}, "until": {"type": ["integer", "null"]}},
+                    },
+                    "stale": {"type": "boolean", "description": "open, but nothing received for too long"},
+                    "stale_since": {"type": "integer"},
+                    "stale_reason": {"type": "string"},
+                    "guidance": {"type": "string", "description": "what to do about a stale session"},
                 },
             },
         },

@@ -1,7 +1,8 @@
 """The application factory: builds every component from the ``Config`` and wires them (STYLE rules 2 and 5).
 
 ``create_app(cfg)`` returns an unstarted ``web.Application``. Components start in ``cleanup_ctx`` order and stop in
-reverse: stores → publisher → relay (which starts and supervises the bridge) → outbound consumer. Tests inject
+reverse: stores → publisher → lease keeper → relay (which starts and supervises the bridge) → outbound consumer. The
+keeper stops after the relay, so every socket is closed before its lease is released. Tests inject
 memory stores, a publisher and a fake bridge through the keyword overrides. This is the only module that knows the
 concrete classes; the DynamoDB stores are imported inside their factory so nothing else depends on them.
 """
@@ -16,11 +17,13 @@ from aiohttp import web
 
 from connector.api import API_KEY_KEY, RELAY_KEY, add_routes, auth_middleware, error_middleware
 from connector.config import ROOT, Config
+from connector.lease import LeaseKeeper, default_owner_id
 from connector.outbound import OutboundConsumer
 from connector.publish import InboundPublisher, MemoryPublisher
-from connector.relay import Bridge, BridgeFactory, Relay
+from connector.relay import Bridge, BridgeFactory, Leases, Relay
 from connector.sidecar import BridgeClient, BridgeCommand
 from connector.store import AuthStore, LidMapStore, MemoryAuthStore, MemoryLidMapStore, MemoryReplyLog, ReplyLog
+from connector.store.abstract import LeaseStore
 
 log = logging.getLogger("wa_relay.app")
 
@@ -98,6 +101,36 @@ def bridge_factory(cfg: Config) -> BridgeFactory:
     return make
 
 
+def make_leases(cfg: Config, auth: AuthStore, relay: Relay) -> Leases | None:
+    """The lease keeper over the auth store (DESIGN section 7). Both stores are ``LeaseStore``s; an injected store
+    that is not (some tests) runs without leases, which is only safe with one connector per table."""
+    if not isinstance(auth, LeaseStore):
+        log.warning("the auth store has no leases: run only one connector on these tables")
+        return None
+    owner = cfg.connector_id or default_owner_id()
+    log.info("lease owner id %s (ttl %.0fs, renewed every %.0fs)", owner, cfg.lease_ttl_s, cfg.lease_renew_s)
+    relay.lease_store = auth
+    return LeaseKeeper(auth, auth, owner, ttl_s=cfg.lease_ttl_s, renew_every_s=cfg.lease_renew_s,
+                       on_lost=relay.on_lease_lost)  # fmt: skip
+
+
+def relay_options_of(cfg: Config) -> dict[str, Any]:
+    """The relay's keyword arguments from the config (the README "Sessions" section documents each)."""
+    return {
+        "start_interval_s": cfg.session_start_interval_s,
+        "start_jitter_s": cfg.session_start_jitter_s,
+        "backoff_initial_s": cfg.reconnect_initial_s,
+        "backoff_max_s": cfg.reconnect_max_s,
+        "flap_max": cfg.flap_max,
+        "flap_window_s": cfg.flap_window_s,
+        "flap_hold_s": cfg.flap_hold_s,
+        "stale_after_s": cfg.stale_after_s,
+        "stale_messages_after_s": cfg.stale_messages_after_s,
+        "bridge_max_crashes": cfg.bridge_max_crashes,
+        "lease_ttl_s": cfg.lease_ttl_s,
+    }
+
+
 def create_app(
     cfg: Config,
     *,
@@ -106,6 +139,7 @@ def create_app(
     reply_log: ReplyLog | None = None,
     publisher: InboundPublisher | None = None,
     bridge: BridgeFactory | None = None,
+    leases: Leases | None = None,
     outbound: bool = True,
     relay_options: dict[str, Any] | None = None,
 ) -> web.Application:
@@ -120,8 +154,11 @@ def create_app(
         auth,
         lid_map,
         publisher,
-        **{"start_interval_s": cfg.session_start_interval_s, **(relay_options or {})},
+        **{**relay_options_of(cfg), **(relay_options or {})},
     )
+    if leases is None:
+        leases = make_leases(cfg, auth, relay)
+    relay.leases = leases
 
     app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[CONFIG_KEY] = cfg
@@ -140,6 +177,8 @@ def create_app(
             seen.add(id(store))
             app.cleanup_ctx.append(_lifecycle(name, store))
     app.cleanup_ctx.append(_lifecycle("publisher", publisher))
+    if leases is not None:
+        app.cleanup_ctx.append(_lifecycle("lease keeper", leases))
     app.cleanup_ctx.append(_lifecycle("relay", relay))
     if outbound and cfg.outbound_queue_url:
         consumer = OutboundConsumer(

@@ -70,6 +70,20 @@ class Config(BaseSettings):
     store_backend: Literal["dynamodb", "memory"] = Field("dynamodb", validation_alias=_alias("STORE_BACKEND"))
     bridge_script: Path = Field(DEFAULT_BRIDGE_SCRIPT, validation_alias=_alias("BRIDGE_SCRIPT"))
     node_binary: str = Field("node", min_length=1, validation_alias=_alias("NODE_BINARY"))
+    # ---- sessions (issue 4; README "Sessions") ----
+    session_start_jitter_s: float = Field(2.0, ge=0, validation_alias=_alias("SESSION_START_JITTER_S"))
+    reconnect_initial_s: float = Field(2.0, gt=0, validation_alias=_alias("RECONNECT_INITIAL_S"))
+    reconnect_max_s: float = Field(300.0, gt=0, validation_alias=_alias("RECONNECT_MAX_S"))
+    flap_max: int = Field(5, ge=1, validation_alias=_alias("FLAP_MAX"))
+    flap_window_s: float = Field(600.0, gt=0, validation_alias=_alias("FLAP_WINDOW_S"))
+    flap_hold_s: float = Field(1800.0, ge=0, validation_alias=_alias("FLAP_HOLD_S"))
+    stale_after_s: float = Field(600.0, ge=0, validation_alias=_alias("STALE_AFTER_S"))
+    stale_messages_after_s: float = Field(0.0, ge=0, validation_alias=_alias("STALE_MESSAGES_AFTER_S"))
+    bridge_max_crashes: int = Field(5, ge=1, validation_alias=_alias("BRIDGE_MAX_CRASHES"))
+    connector_id: str | None = Field(None, min_length=1, max_length=200, validation_alias=_alias("CONNECTOR_ID"))
+    """This connector's lease owner id; unset = ``connector.lease.default_owner_id()`` (host and pid)."""
+    lease_ttl_s: float = Field(30.0, ge=1, validation_alias=_alias("LEASE_TTL_S"))
+    lease_renew_s: float = Field(10.0, gt=0, validation_alias=_alias("LEASE_RENEW_S"))
     spool_dir: Path = Field(Path(".data/spool"), validation_alias=_alias("SPOOL_DIR"))
     host: str = Field("127.0.0.1", min_length=1, validation_alias=_alias("CONNECTOR_HOST"))
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
@@ -109,6 +123,12 @@ class Config(BaseSettings):
             missing = [name for name, value in queues.items() if not value]
             if missing:
                 raise ValueError(f"{', '.join(missing)} required (or STORE_BACKEND=memory for a store-less dev run)")
+        return self
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> Config:
+        if self.lease_renew_s >= self.lease_ttl_s - min(1.0, self.lease_ttl_s / 10):
+            raise ValueError("LEASE_RENEW_S must be shorter than LEASE_TTL_S (renew well before the lease expires)")
         return self
 
     @property

@@ -7,7 +7,15 @@ import time
 from typing import Any
 
 from connector.sidecar.errors import SessionNotOpen
-from connector.sidecar.types import EVENT_MODELS, MessageKey, MessageSendResult, SessionStartResult, WireModel
+from connector.sidecar.types import (
+    EVENT_MODELS,
+    MessageKey,
+    MessageSendResult,
+    SessionInfo,
+    SessionListResult,
+    SessionStartResult,
+    WireModel,
+)
 from connector.types import Jid, SessionId
 
 
@@ -23,6 +31,8 @@ class FakeBridge:
         self.not_open: set[str] = set()
         self.fail_start = 0
         self.process_starts = 0
+        self.received_at: dict[str, int] = {}
+        """``lastReceivedAt`` (ms) that ``session.list`` reports per session."""
         self._closed = asyncio.Event()
         self._changed = asyncio.Condition()
 
@@ -63,6 +73,11 @@ class FakeBridge:
 
     async def logout(self, session: SessionId) -> None:
         await self._record("logout", session)
+
+    async def list_sessions(self) -> SessionListResult:
+        return SessionListResult(
+            sessions=[SessionInfo(session=s, lastReceivedAt=ms) for s, ms in self.received_at.items()]
+        )
 
     async def request_pairing_code(self, session: SessionId, phone: str, code: str | None = None) -> str:
         await self._record("pairing", (session, phone))

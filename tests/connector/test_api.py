@@ -133,6 +133,10 @@ async def test_send(client: TestClient[Any, Any]) -> None:
 
 async def test_pairing_code(client: TestClient[Any, Any]) -> None:
     await client.post("/v1/sessions", json={"session_id": "s1"}, headers=AUTH)
+    early = await client.post("/v1/sessions/s1/pairing-code", json={"phone": "+15550001111"}, headers=AUTH)
+    assert early.status == 409, "only once the QR window is open"
+    assert "state qr" in (await early.json())["error"]["message"]
+    await bridge(client).emit("connection.update", "s1", {"qr": "2@ref,noise,identity,adv"})
     resp = await client.post("/v1/sessions/s1/pairing-code", json={"phone": "+15550001111"}, headers=AUTH)
     assert (resp.status, await resp.json()) == (200, {"code": "ABCD1234"})
     await error_of(await client.post("/v1/sessions/s1/pairing-code", json={"phone": "12"}, headers=AUTH), 422)
@@ -173,5 +177,6 @@ async def test_internal_errors_are_json_500(client: TestClient[Any, Any]) -> Non
 def test_app_is_unstarted_application() -> None:
     app = create_app(Config(api_key=KEY, store_backend="memory"), bridge=FakeBridge)
     assert isinstance(app, web.Application)
-    assert len(app.cleanup_ctx) == 5  # three stores, publisher, relay (no outbound queue configured)
+    # three stores, publisher, lease keeper (the memory auth store is the lease store), relay (no outbound queue)
+    assert len(app.cleanup_ctx) == 6
     assert SessionId("x") == "x"

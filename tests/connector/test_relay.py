@@ -224,6 +224,7 @@ class BrokenLidMap(MemoryLidMapStore):
 
 
 async def test_lid_map_failure_never_fails_a_key_write(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    env.relay.sessions[S1] = env.relay._new_session(S1)
     env.relay.lid_map = BrokenLidMap()
     with caplog.at_level(logging.WARNING):
         await env.relay.keys_set(S1, {"lid-mapping": {"214": "114"}})
@@ -232,6 +233,7 @@ async def test_lid_map_failure_never_fails_a_key_write(env: Env, caplog: pytest.
 
 
 async def test_keys_and_creds_pass_through_durably(env: Env) -> None:
+    env.relay.sessions[S1] = env.relay._new_session(S1)
     value = {"type": "Buffer", "data": "AQID"}
     await env.relay.keys_set(S1, {"pre-key": {"1": {"public": value}, "2": None}, "tctoken": {"a@lid": {"t": 1}}})
     assert await env.auth.get_keys(S1, "pre-key", ["1", "2"]) == {"1": {"public": value}}
