@@ -17,3 +17,7 @@ class StoreError(RelayError):
 
 class PublishError(RelayError):
     """An event could not be handed to the queue."""
+
+
+class SessionOwnedElsewhere(RelayError):
+    """Another connector holds the session's lease; only it may drive the session (or send its replies)."""

@@ -28,13 +28,15 @@ from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from pydantic import ValidationError
 
 from connector.contracts import OutboundReply, whatsapp_message_id
-from connector.errors import RelayError
+from connector.errors import RelayError, SessionOwnedElsewhere
 from connector.store.abstract import ReplyLog
 from connector.tasks import cancel, spawn
 from connector.types import SessionId
 
 WAIT_TIME_S = 20
 MAX_MESSAGES = 10
+OWNED_ELSEWHERE = object()
+"""``_process`` result: the reply belongs to a session another connector owns."""
 
 
 class ReplySender(Protocol):
@@ -48,6 +50,15 @@ class ReplySender(Protocol):
         quoted: dict[str, Any] | None = None,
         quoted_id: str | None = None,
     ) -> str: ...
+
+    def has_open_sessions(self) -> bool:
+        """Whether any session is open here. A connector with none (a standby, or one whose sessions are all owned
+        by another connector) does not take replies off the shared queue: each receive would count towards the
+        DLQ's maxReceiveCount while only the owner can send them."""
+        ...
+
+
+IDLE_POLL_S = 1.0
 
 
 class OutboundConsumer:
@@ -114,6 +125,9 @@ class OutboundConsumer:
     async def _run(self) -> None:
         backoff = 1.0
         while True:
+            if not self.sender.has_open_sessions():
+                await asyncio.sleep(IDLE_POLL_S)
+                continue
             try:
                 resp = await self._client.receive_message(
                     QueueUrl=self.queue_url,
@@ -145,15 +159,19 @@ class OutboundConsumer:
             except Exception:
                 self.log.exception("outbound message %s failed", m.get("MessageId"))
                 done = False
-            if not done:
-                # The rest of the group waits exactly as long, so the chat's order holds when they come back.
-                delay = self._retry_delay(m)
+            if done is not True:
+                # The rest of the group waits exactly as long, so the chat's order holds when they come back. A
+                # reply for a session another connector owns goes back at once: only the owner can send it. (With
+                # several connectors on one queue every such bounce still counts as a receive towards the DLQ;
+                # DESIGN section 11's per-connector outbound queues remove that, and are not built yet.)
+                delay = 0 if done is OWNED_ELSEWHERE else self._retry_delay(m)
                 for rest in messages[i:]:
                     await self._defer(rest, delay)
                 return
 
-    async def _process(self, m: dict[str, Any]) -> bool:
-        """True once the message is handled and deleted; False to leave it for a later retry."""
+    async def _process(self, m: dict[str, Any]) -> bool | object:
+        """True once the message is handled and deleted; False to leave it for a later retry; ``OWNED_ELSEWHERE``
+        to hand it back at once."""
         try:
             reply = OutboundReply.model_validate_json(m.get("Body", ""))
         except ValidationError as e:
@@ -175,6 +193,9 @@ class OutboundConsumer:
                 message_id=message_id,
                 quoted=reply.quoted.model_dump(exclude_none=True) if reply.quoted else None,
             )
+        except SessionOwnedElsewhere:
+            rlog.debug("reply %s is for a session another connector owns; handed back", reply.reply_id)
+            return OWNED_ELSEWHERE
         except RelayError as e:
             rlog.info("reply %s not sent now (%s); retried later", reply.reply_id, e)
             return False

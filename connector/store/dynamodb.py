@@ -804,8 +804,10 @@ class DynamoAuthStore(_DynamoComponent, AuthStore, LeaseStore):
     # ---- sessions ----
 
     async def delete_session(self, session: SessionId) -> None:
-        """Every item of the session but its lease (whose token must keep growing); fenced, the deletes are fenced
-        and the lease is then released."""
+        """Every item of the session, the lease last. Fenced, the other deletes are fenced and the lease item is
+        deleted only if it still carries our owner and token (a connector that lost the session cannot delete the
+        new owner's lease). Issue 4: a logout leaves no item of the session behind; re-linking starts at token 1
+        again, which is safe because fencing checks the owner id (unique per process) together with the token."""
         async with self._locks.hold(session):
             fence = self._fences.get(session)
             sks: list[str] = []
@@ -834,8 +836,23 @@ class DynamoAuthStore(_DynamoComponent, AuthStore, LeaseStore):
             finally:
                 self._creds.pop(session, None)
                 self._chunks.pop(session, None)
-            if fence is not None:
-                await self.release(fence)
+            if LEASE_SK in sks or fence is not None:
+                await self._delete_lease(session, fence)
+
+    async def _delete_lease(self, session: SessionId, fence: Lease | None) -> None:
+        request: dict[str, Any] = {"TableName": self.table, "Key": self._key(session, LEASE_SK)}
+        if fence is not None:
+            request |= {
+                "ConditionExpression": "#o = :o AND #t = :t",
+                "ExpressionAttributeNames": {"#o": "owner", "#t": "token"},
+                "ExpressionAttributeValues": {":o": {"S": fence.owner}, ":t": {"N": str(fence.token)}},
+            }
+        try:
+            await self.client.delete_item(**request)
+        except Exception as e:
+            if _error_code(e) == "ConditionalCheckFailedException":
+                return  # another connector owns it now: its lease is not ours to delete
+            raise StoreError(f"failed to delete the lease of {session}") from e
 
     async def list_sessions(self) -> list[SessionId]:
         # A full-table Scan: it runs once, at boot. If the table grows large, a sparse GSI on creds items (or a

@@ -116,13 +116,13 @@ class MemoryAuthStore(AuthStore, LeaseStore):
                 items[key] = text
 
     async def delete_session(self, session: SessionId) -> None:
-        """Unfenced, the lease item is left alone; fenced, the lease is released last (its token is kept, so the
-        next owner still gets a greater one)."""
+        """Every item of the session, the lease last (only if still ours when fenced), as the DynamoDB store."""
         fence = self._check_fence(session, "the deletion")
         self._creds.pop(session, None)
         self._keys.pop(session, None)
-        if fence is not None:
-            await self.release(fence)
+        current = self._leases.get(session)
+        if current is not None and (fence is None or (current.owner, current.token) == (fence.owner, fence.token)):
+            del self._leases[session]
 
     async def list_sessions(self) -> list[SessionId]:
         return sorted(self._creds)

@@ -86,10 +86,9 @@ async def test_fenced_writes_work_while_the_lease_is_held(store: Store) -> None:
     assert await store.get_creds(s) is None
     assert await store.get_keys(s, "session", ["x.1"]) == {}
     assert s not in await store.list_sessions()
-    after = await store.get_lease(s)
-    assert after is not None and after.token == lease.token and after.expires_at <= time.time(), "released last"
+    assert await store.get_lease(s) is None, "the lease item goes last: nothing of the session is left"
     b = await store.acquire(s, "b", 60)
-    assert b is not None and b.token > lease.token
+    assert b is not None, "re-linking (by any connector) starts clean"
 
 
 async def test_every_write_with_a_stale_fence_raises_lease_lost_and_changes_nothing(store: Store) -> None:
@@ -285,23 +284,32 @@ async def test_cancellation_reasons_only_in_the_message_are_understood(dynamo: D
         await dynamo.set_keys(s, {"session": {"a.1": {"n": 1}}})
 
 
-async def test_fenced_delete_keeps_the_lease_item(dynamo: DynamoAuthStore, dynamodb_endpoint: str) -> None:
+async def test_fenced_delete_leaves_no_item_at_all(dynamo: DynamoAuthStore, dynamodb_endpoint: str) -> None:
     s = sid()
-    lease = await fenced(dynamo, s)
+    await fenced(dynamo, s)
     await dynamo.put_creds(s, {"n": 1})
     await dynamo.set_keys(s, {"app-state-sync-version": {"big": big_value()}, "session": {"a.1": {"n": 1}}})
     await dynamo.delete_session(s)
-    items = items_of(dynamodb_endpoint, s)
-    assert set(items) == {"lease"}
-    assert items["lease"]["token"] == {"N": str(lease.token)}
-    assert items["lease"]["expires_at"] == {"N": "0"}
+    assert items_of(dynamodb_endpoint, s) == {}, "a logout leaves nothing of the session"
+    assert await dynamo.acquire(s, "b", 60) is not None, "re-linking starts clean"
 
 
-async def test_unfenced_delete_leaves_the_lease_alone(dynamo: DynamoAuthStore, dynamodb_endpoint: str) -> None:
+async def test_delete_by_a_connector_that_lost_the_lease_keeps_the_new_owners_lease(
+    dynamo: DynamoAuthStore, dynamodb_endpoint: str
+) -> None:
     s = sid()
-    lease = await dynamo.acquire(s, "a", 60)
-    assert lease is not None
+    await fenced(dynamo, s, ttl_s=0.2)
+    await asyncio.sleep(0.3)
+    theirs = await dynamo.acquire(s, "other-owner", 60)
+    assert theirs is not None
+    with pytest.raises(LeaseLost):
+        await dynamo.delete_session(s)
+    assert await dynamo.get_lease(s) == theirs
+
+
+async def test_unfenced_delete_removes_the_lease_item_too(dynamo: DynamoAuthStore, dynamodb_endpoint: str) -> None:
+    s = sid()
+    assert await dynamo.acquire(s, "a", 60) is not None
     await dynamo.put_creds(s, {"n": 1})
     await dynamo.delete_session(s)
-    assert set(items_of(dynamodb_endpoint, s)) == {"lease"}
-    assert await dynamo.get_lease(s) == lease
+    assert items_of(dynamodb_endpoint, s) == {}

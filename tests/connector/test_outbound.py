@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ class FakeRelay:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self.closed: set[str] = set()
+        self.open = True
 
     async def send_text(
         self,
@@ -35,6 +37,9 @@ class FakeRelay:
             raise SessionNotReady(f"session {sid} is reconnecting, not open")
         self.sent.append({"session": sid, "to": to, "text": text, "message_id": message_id, "quoted": quoted})
         return message_id or "GEN"
+
+    def has_open_sessions(self) -> bool:
+        return self.open
 
 
 @pytest.fixture
@@ -152,3 +157,29 @@ async def test_session_not_open_leaves_the_message_for_later(sqs_endpoint: str, 
     # Real SQS FIFO redelivers a group in order; moto returns the later message of a re-visible group first, so
     # only the set is checked here (the group as a whole is deferred by the same delay, see OutboundConsumer).
     assert sorted(s["text"] for s in relay.sent) == ["reply 1", "reply 2"]
+
+
+async def test_a_connector_with_no_open_session_leaves_the_queue_alone() -> None:
+    """A standby connector must not take replies it cannot send: each receive counts towards the DLQ."""
+    relay = FakeRelay()
+    relay.open = False
+
+    receives: list[dict[str, Any]] = []
+
+    class CountingClient:
+        async def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+            receives.append(kwargs)
+            await asyncio.sleep(0.05)  # as a long poll would, instead of spinning
+            return {}
+
+    consumer = OutboundConsumer("http://queue.invalid/q.fifo", relay, MemoryReplyLog())
+    consumer._client = CountingClient()
+    task = asyncio.create_task(consumer._run())
+    await asyncio.sleep(0.3)
+    assert receives == [], "received while no session is open"
+    relay.open = True
+    await asyncio.sleep(1.2)
+    assert receives, "polls again once a session is open"
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
