@@ -212,6 +212,9 @@ class Session:
     """Another connector owns the session (its lease), until then at least; acquisition is retried."""
     wiped: bool = False
     """Creds and keys were deleted (logged out, pairing expired): late writes from the bridge are refused."""
+    stored: bool = False
+    """Its creds were in the store (found at boot or by discovery, or saved since): if they are gone at the next
+    connect, another connector deleted the session, and it must not come back here as a fresh QR."""
     opened_at: float = 0.0
     last_event_at: float = 0.0
     last_message_at: float = 0.0
@@ -301,6 +304,8 @@ class Relay:
         self._stopping = False
         self._supervisor: asyncio.Task[None] | None = None
         self._stale_watch: asyncio.Task[None] | None = None
+        self._discovery: asyncio.Task[None] | None = None
+        self._deleting: set[SessionId] = set()
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
 
@@ -309,12 +314,12 @@ class Relay:
         await self.bridge.start()
         self._supervisor = spawn(self._supervise(), name="bridge-supervisor")
         for sid in await self.auth.list_sessions():
-            if sid not in self.sessions:
-                self.sessions[sid] = self._new_session(sid)
-            self.queue.put(sid)
+            self._adopt(sid)
         self.queue.start()
         if self.stale_check_s > 0:
             self._stale_watch = spawn(self._watch_stale(), name="stale-watch")
+        if self.leases is not None:
+            self._discovery = spawn(self._discover(), name="session-discovery")
         self.ready = True
         self.log.info("relay started; %d stored sessions queued", len(self.sessions))
 
@@ -325,6 +330,8 @@ class Relay:
         self._supervisor = None
         await cancel(self._stale_watch)
         self._stale_watch = None
+        await cancel(self._discovery)
+        self._discovery = None
         await self.queue.stop()
         for s in self.sessions.values():
             await cancel(s.retry)
@@ -367,6 +374,29 @@ class Relay:
         except KeyError:
             raise UnknownSession(f"no session {sid}") from None
 
+    def _adopt(self, sid: SessionId) -> None:
+        """Queue a session found in the store (at boot, or later by discovery)."""
+        if sid not in self.sessions:
+            s = self._new_session(sid)
+            s.stored = True
+            self.sessions[sid] = s
+        self.queue.put(sid)
+
+    async def _discover(self) -> None:
+        """With leases, several connectors share the tables: one that started earlier learns here of sessions
+        created on another one since, so it can take them over if their owner dies (DESIGN section 7)."""
+        while True:
+            await asyncio.sleep(self.lease_ttl_s)
+            try:
+                stored = await self.auth.list_sessions()
+            except Exception as e:
+                self.log.warning("listing stored sessions failed (%s); retried later", e)
+                continue
+            for sid in stored:
+                if sid not in self.sessions and sid not in self._deleting:
+                    self.log.info("session %s found in the store; watching it", sid)
+                    self._adopt(sid)
+
     async def create(self, sid: SessionId) -> Session:
         """A new session: started with no creds, so the bridge generates them and shows a QR. An id whose session
         was logged out or wiped (pairing expired) may be created again: it starts clean."""
@@ -396,13 +426,17 @@ class Relay:
         if s is not None and s.owner is not None:
             raise OwnedElsewhere(f"session {sid} is owned by connector {s.owner}; delete it there")
         self.sessions.pop(sid, None)  # from here on, writes from the bridge for it are refused
-        self.queue.discard(sid)
-        if s is not None:
-            await cancel(s.retry)
-            s.retry = None
-            s.state = SessionState.STOPPED
-        await self._stop_socket(sid)
-        await self._wipe(sid)
+        self._deleting.add(sid)  # and discovery must not adopt it again before the store is wiped
+        try:
+            self.queue.discard(sid)
+            if s is not None:
+                await cancel(s.retry)
+                s.retry = None
+                s.state = SessionState.STOPPED
+            await self._stop_socket(sid)
+            await self._wipe(sid)
+        finally:
+            self._deleting.discard(sid)
         self.breaker.forget(sid)
         self.log.info("session %s deleted (creds, keys and lease removed)", sid)
 
@@ -518,6 +552,17 @@ class Relay:
                 s.owner = s.owner_until = None
                 s.state = SessionState.STARTING
         creds = await self.auth.get_creds(sid)
+        if creds is None and s.stored:
+            # Another connector deleted (or logged out) the session while we only watched it. Starting it now
+            # would generate new creds and show a QR nobody asked for.
+            s.log.info("its creds are gone from the store (deleted elsewhere); forgetting the session")
+            self.sessions.pop(sid, None)
+            if self.leases is not None:
+                try:
+                    await self.leases.release(sid)
+                except Exception as e:
+                    s.log.warning("releasing the lease failed: %s", e)
+            return False
         s.wiped = False
         if s.state not in (SessionState.STARTING, SessionState.RECONNECTING):
             s.state = SessionState.CONNECTING
@@ -674,6 +719,8 @@ class Relay:
             await self.auth.put_creds(session, creds)
         except LeaseLost as e:
             raise self._fenced(session, e) from e
+        if (s := self.sessions.get(session)) is not None:
+            s.stored = True
 
     async def message_get(self, session: SessionId, key: MessageKey) -> dict[str, Any] | None:
         entry = self._messages.get((session, key.id or ""))
@@ -807,6 +854,7 @@ class Relay:
             # The pairing never completed: its creds are unregistered (and a pairing-code request set creds.me,
             # so a reconnect would try to log in an identity WhatsApp never registered). Always start clean.
             s.wiped = True
+            s.stored = False  # wiped here, on purpose: the fresh QR below is wanted
             await self._wipe(s.id)
             if code == TIMED_OUT:
                 s.state = SessionState.STOPPED

@@ -396,3 +396,42 @@ async def test_no_messages_for_too_long_is_stale_when_enabled() -> None:
         assert e.relay.stale_total == 1
     finally:
         await e.relay.stop()
+
+
+async def test_a_watched_session_deleted_elsewhere_is_forgotten_not_restarted_with_a_qr() -> None:
+    e = with_keeper("me")
+    await e.auth.put_creds(S1, CREDS)
+    await e.auth.acquire(S1, "other", 0.5)
+    assert e.relay.leases is not None
+    await e.relay.leases.start()
+    try:
+        await e.relay.start()
+        await until(lambda: e.relay.get(S1).owner is not None)
+        other = await e.auth.get_lease(S1)
+        assert other is not None
+        e.auth.fence(S1, other)
+        await e.auth.delete_session(S1)  # the owner logs the session out
+        e.auth.fence(S1, None)
+        await until(lambda: S1 not in e.relay.sessions, timeout=4)
+        assert e.bridge.count("start") == 0, "a deleted session must not come back as a fresh QR"
+    finally:
+        await e.relay.stop()
+        await e.relay.leases.stop()
+
+
+async def test_a_standby_discovers_sessions_created_elsewhere_after_its_boot() -> None:
+    e = with_keeper("me")
+    assert e.relay.leases is not None
+    await e.relay.leases.start()
+    try:
+        await e.relay.start()
+        assert e.relay.sessions == {}
+        await e.auth.acquire(S1, "other", 0.5)
+        await e.auth.put_creds(S1, CREDS)  # created and owned by another connector
+        await until(lambda: S1 in e.relay.sessions, timeout=4)
+        await e.bridge.wait_calls("start", 1, timeout=4)  # its owner never renews: taken over
+        lease = await e.auth.get_lease(S1)
+        assert lease is not None and lease.owner == "me"
+    finally:
+        await e.relay.stop()
+        await e.relay.leases.stop()
