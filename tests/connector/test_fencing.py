@@ -9,7 +9,6 @@ import base64
 import json
 import os
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,31 +16,10 @@ from botocore.exceptions import ClientError
 
 from connector.errors import StoreError
 from connector.resources import AUTH_TABLE, DYNAMODB_TRANSACT_MAX
-from connector.store import CredsConflict, DynamoAuthStore, Lease, LeaseLost, MemoryAuthStore
+from connector.store import CredsConflict, DynamoAuthStore, Lease, LeaseLost
 from connector.types import SessionId
+from tests.connector.conftest import Store
 from tests.connector.test_store import Recording, baileys_keys, buf, items_of, sid
-
-Store = MemoryAuthStore | DynamoAuthStore
-
-
-@pytest.fixture(params=["memory", "dynamodb"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        yield MemoryAuthStore()
-        return
-    endpoint = request.getfixturevalue("dynamodb_endpoint")
-    s = DynamoAuthStore(AUTH_TABLE.default_name, endpoint, "us-east-1")
-    await s.start()
-    yield s
-    await s.stop()
-
-
-@pytest.fixture
-async def dynamo(dynamodb_endpoint: str) -> AsyncIterator[DynamoAuthStore]:
-    s = DynamoAuthStore(AUTH_TABLE.default_name, dynamodb_endpoint, "us-east-1")
-    await s.start()
-    yield s
-    await s.stop()
 
 
 async def fenced(store: Store, s: SessionId, owner: str = "a", ttl_s: float = 60) -> Lease:

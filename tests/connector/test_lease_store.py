@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from connector.resources import AUTH_TABLE
-from connector.store import DynamoAuthStore, LeaseLost, LeaseStore, MemoryAuthStore
+from connector.store import DynamoAuthStore, LeaseLost, LeaseStore
 from tests.connector.test_store import items_of, raw_client, sid
 
 
-@pytest.fixture(params=["memory", "dynamodb"])
-async def leases(request: pytest.FixtureRequest) -> AsyncIterator[LeaseStore]:
-    if request.param == "memory":
-        yield MemoryAuthStore()
-        return
-    endpoint = request.getfixturevalue("dynamodb_endpoint")
-    s = DynamoAuthStore(AUTH_TABLE.default_name, endpoint, "us-east-1")
-    await s.start()
-    yield s
-    await s.stop()
+@pytest.fixture
+def leases(store: LeaseStore) -> LeaseStore:
+    """The shared ``store`` fixture (memory and DynamoDB Local), seen as a ``LeaseStore``."""
+    return store
 
 
 async def test_acquire_a_free_lease_gets_token_1(leases: LeaseStore) -> None:

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from connector.errors import StoreError
 from connector.resources import AUTH_TABLE, DYNAMODB_BATCH_GET_MAX, DYNAMODB_BATCH_WRITE_MAX
-from connector.store import AuthStore, CredsConflict, DynamoAuthStore, MemoryAuthStore
+from connector.store import AuthStore, CredsConflict, DynamoAuthStore
 from connector.types import SessionId
 
 # ---- helpers shared with test_lidmap_store.py and test_reply_log.py ---------------------------------------------
@@ -84,26 +84,6 @@ def buf(n: int) -> dict[str, str]:
 
 
 # ---- fixture -----------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "dynamodb"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[AuthStore]:
-    if request.param == "memory":
-        yield MemoryAuthStore()
-        return
-    endpoint = request.getfixturevalue("dynamodb_endpoint")
-    s = DynamoAuthStore(AUTH_TABLE.default_name, endpoint, "us-east-1")
-    await s.start()
-    yield s
-    await s.stop()
-
-
-@pytest.fixture
-async def dynamo(dynamodb_endpoint: str) -> AsyncIterator[DynamoAuthStore]:
-    s = DynamoAuthStore(AUTH_TABLE.default_name, dynamodb_endpoint, "us-east-1")
-    await s.start()
-    yield s
-    await s.stop()
 
 
 def baileys_keys() -> dict[str, dict[str, Any]]:
