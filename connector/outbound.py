@@ -27,6 +27,7 @@ import aioboto3  # type: ignore[import-untyped]
 from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from pydantic import ValidationError
 
+from connector.aws import open_client
 from connector.contracts import OutboundReply, whatsapp_message_id
 from connector.errors import RelayError, SessionOwnedElsewhere
 from connector.store.abstract import ReplyLog
@@ -96,21 +97,14 @@ class OutboundConsumer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        stack = AsyncExitStack()
-        try:
-            self._client = await stack.enter_async_context(
-                self.session.client(
-                    "sqs",
-                    region_name=self.region,
-                    endpoint_url=self.endpoint_url,
-                    # read_timeout must exceed the long poll's WaitTimeSeconds.
-                    config=BotoConfig(read_timeout=self.wait_time_s + 15, connect_timeout=5),
-                )
-            )
-        except BaseException:
-            await stack.aclose()
-            raise
-        self._stack = stack
+        self._client, self._stack = await open_client(
+            self.session,
+            "sqs",
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            # read_timeout must exceed the long poll's WaitTimeSeconds.
+            config=BotoConfig(read_timeout=self.wait_time_s + 15, connect_timeout=5),
+        )
         self._task = spawn(self._run(), name="outbound-consumer")
         self.log.info("consuming %s", self.queue_url)
 

@@ -36,6 +36,7 @@ import aioboto3  # type: ignore[import-untyped]
 from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
+from connector.aws import open_client
 from connector.contracts import InboundEnvelope, canonical_chat, message_group_id
 from connector.errors import PublishError
 from connector.publish.abstract import InboundPublisher
@@ -86,24 +87,17 @@ class SqsPublisher(InboundPublisher):
     async def start(self) -> None:
         self.spool_path.parent.mkdir(parents=True, exist_ok=True)
         self._load_spool()
-        stack = AsyncExitStack()
-        try:
-            self._client = await stack.enter_async_context(
-                self.session.client(
-                    "sqs",
-                    region_name=self.region,
-                    endpoint_url=self.endpoint_url,
-                    config=BotoConfig(
-                        connect_timeout=self.connect_timeout_s,
-                        read_timeout=10,
-                        retries={"mode": "standard", "total_max_attempts": 2},
-                    ),
-                )
-            )
-        except BaseException:
-            await stack.aclose()
-            raise
-        self._stack = stack
+        self._client, self._stack = await open_client(
+            self.session,
+            "sqs",
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            config=BotoConfig(
+                connect_timeout=self.connect_timeout_s,
+                read_timeout=10,
+                retries={"mode": "standard", "total_max_attempts": 2},
+            ),
+        )
         self._drainer = spawn(self._drain_forever(), name="sqs-spool-drainer")
         if self._spool:
             self.log.warning("%d envelopes left in the spool by an earlier run; draining", len(self._spool))

@@ -43,6 +43,7 @@ import aioboto3  # type: ignore[import-untyped]
 from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
+from connector.aws import open_client
 from connector.contracts import jid_user, lid_map_key_for_lid, lid_map_key_for_pn
 from connector.errors import StoreError
 from connector.resources import (
@@ -197,27 +198,18 @@ class _DynamoComponent:
     async def start(self) -> None:
         if self._client is not None:
             return
-        stack = AsyncExitStack()
-        try:
-            session = self._session or aioboto3.Session()
-            self._client = await stack.enter_async_context(
-                session.client(
-                    "dynamodb",
-                    endpoint_url=self.endpoint_url,
-                    region_name=self.region,
-                    config=BotoConfig(
-                        connect_timeout=3,
-                        read_timeout=20,
-                        # botocore retries throttling and 5xx itself; unprocessed batch items are retried below.
-                        retries={"mode": "standard", "total_max_attempts": 4},
-                    ),
-                )
-            )
-        except BaseException:
-            self._client = None
-            await stack.aclose()
-            raise
-        self._stack = stack
+        self._client, self._stack = await open_client(
+            self._session or aioboto3.Session(),
+            "dynamodb",
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            config=BotoConfig(
+                connect_timeout=3,
+                read_timeout=20,
+                # botocore retries throttling and 5xx itself; unprocessed batch items are retried below.
+                retries={"mode": "standard", "total_max_attempts": 4},
+            ),
+        )
 
     async def stop(self) -> None:
         stack, self._stack, self._client = self._stack, None, None
