@@ -14,6 +14,7 @@ import pytest
 from connector.local.emulators import free_port
 from connector.local.stack import LocalStack
 from tests.e2e.conftest import API_KEY, Api, ConnectorProcess, stack_env
+from tests.e2e.test_relay import outbound_drained
 from tests.support.chatbot import ChatbotServer
 from tests.support.wasim import WasimClient, WasimInfo, new_person
 
@@ -62,6 +63,9 @@ async def test_one_owner_at_a_time_and_takeover_after_the_lease_expires(
             await wasim.wait_event("message.outgoing", {"account": me.phone, "text": "echo: who answers?"}, after=seq,
                                    timeout=60)  # fmt: skip
 
+            # Kill at a quiet moment (reply sent, recorded, deleted), as in test_relay: a kill between Baileys
+            # sending and committing its ratchet needs the phone's retry round, which wasim does not play yet.
+            await outbound_drained(shared_stack)
             seq = await wasim.last_seq()
             killed_at = time.time() * 1000
             first.kill()  # the owner dies without releasing its lease
