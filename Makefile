@@ -11,7 +11,7 @@ NPM_CI := npm ci --no-audit --no-fund --loglevel=error
 
 BRIDGE_SRC := $(wildcard bridge/src/*.ts) bridge/tsconfig.json
 
-.PHONY: help deps test test-py test-node lint fmt clean up
+.PHONY: help deps test test-py test-node test-bench lint fmt clean up check-infra package bench
 
 help:
 	@echo "make deps    install Python (.venv) and Node dependencies, build the bridge"
@@ -19,6 +19,9 @@ help:
 	@echo "make lint    ruff, mypy and the bridge's TypeScript type check"
 	@echo "make fmt     format the Python code"
 	@echo "make up      the whole stack locally: DynamoDB Local + moto SQS, demo chatbot, inbound function, connector"
+	@echo "make check-infra  offline Terraform checks: terraform fmt -check, structural tests, checkov"
+	@echo "make package      the inbound Lambda's zip for AWS (python3.11, arm64) in dist/lambda/"
+	@echo "make bench        benchmarks beside bare Baileys; writes BENCHMARKS.md (BENCH_ARGS=... for sizes)"
 
 deps: $(VENV)/.installed bridge/dist/.built tests/wasim/node_modules/.installed infra/local/node_modules/.installed
 
@@ -61,7 +64,23 @@ test-node: deps
 test-py: deps
 	$(PY) -m pytest
 
-test: lint test-node test-py
+# Offline Terraform checks (no provider can be downloaded here): see infra/check.sh.
+check-infra: deps
+	bash infra/check.sh
+
+# The Lambda artifact, built for the Lambda platform (manylinux aarch64, CPython 3.11), not for this machine.
+package: $(VENV)/.installed
+	bash infra/package.sh
+
+BENCH_ARGS ?=
+bench: deps
+	$(PY) -m tests.bench.run $(BENCH_ARGS)
+
+# The benchmark code at a tiny size so it cannot rot; its figures mean nothing and nothing is written to BENCHMARKS.md.
+test-bench: deps
+	$(PY) -m tests.bench.run --tiny
+
+test: lint test-node test-py check-infra test-bench
 
 # Settings come from the environment (DESIGN section 12): CONNECTOR_API_KEY, CONNECTOR_PORT, CHATBOT_URL,
 # CHATBOT_SECRET, WA_WEBSOCKET_URL, AWS_ENDPOINT_URL, SESSION_START_INTERVAL_S, DEDUP_TTL_S. State lives in .data/.
@@ -69,4 +88,4 @@ up: deps
 	$(PY) -m connector.local.stack
 
 clean:
-	rm -rf $(VENV) bridge/node_modules bridge/dist tests/wasim/node_modules infra/local/node_modules
+	rm -rf $(VENV) .venv-checkov dist bridge/node_modules bridge/dist tests/wasim/node_modules infra/local/node_modules
