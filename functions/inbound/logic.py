@@ -49,7 +49,7 @@ from connector.contracts import (
 from functions.inbound.chatbot import Chatbot
 from functions.inbound.errors import ChatbotRejected
 from functions.inbound.lidmap import LidMap
-from functions.inbound.models import InboundRecord, describe_invalid
+from functions.inbound.models import describe_invalid, parse_body
 from functions.inbound.queues import DeadLetterQueue, ReplyQueue
 
 logger = Logger(service="wa-relay", child=True)
@@ -106,7 +106,7 @@ def handle_record(record: SQSRecord, deps: Deps, *, remaining_ms: int) -> dict[s
     logger.set_correlation_id(None)
     deadline = time.monotonic() + remaining_ms / 1000 - RESERVE_S
     try:
-        envelope = InboundRecord.model_validate(record.raw_event).body
+        envelope = parse_body(record.body)
     except ValidationError as e:
         reject_malformed(record, describe_invalid(e), deps)
         return None

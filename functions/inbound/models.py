@@ -1,15 +1,20 @@
-"""The SQS record this function consumes: ``body`` is one ``InboundEnvelope`` (``connector.contracts``)."""
+"""The SQS record this function consumes: ``body`` is one ``InboundEnvelope`` (``connector.contracts``).
+
+The body is parsed straight from the record's JSON text. Powertools' ``SqsRecordModel`` would also validate the
+record's envelope, which SQS itself produced, and importing its parser models pulls in the models of every event
+source Powertools knows (about 45 ms of the cold start, measured by ``make bench``'s cold start section).
+"""
 
 from __future__ import annotations
 
-from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
-from pydantic import Json, ValidationError
+from pydantic import ValidationError
 
 from connector.contracts import InboundEnvelope
 
 
-class InboundRecord(SqsRecordModel):
-    body: Json[InboundEnvelope]
+def parse_body(body: str) -> InboundEnvelope:
+    """The envelope in an SQS record's body; ``ValidationError`` (``json_invalid`` for non-JSON) otherwise."""
+    return InboundEnvelope.model_validate_json(body)
 
 
 def describe_invalid(error: ValidationError) -> str:
