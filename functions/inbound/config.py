@@ -2,15 +2,22 @@
 
 Names: DESIGN section 12 (``CHATBOT_URL``, ``CHATBOT_SECRET``, ``DEDUP_TTL_S``) and ``connector.resources`` (table and
 queue variables); the rest are this function's own, set by Terraform.
+
+The chatbot's HMAC secret comes from exactly one of ``CHATBOT_SECRET`` (the value itself: local runs and tests) or
+``CHATBOT_SECRET_ARN`` (a Secrets Manager secret whose ``SecretString`` is the value: AWS, where a value in an
+environment variable would sit in plain text in the function's configuration and in Terraform's state). Both set is
+an error rather than a precedence rule, so a stale variable can never silently win. Surrounding whitespace is
+ignored in both (a secret written from a file keeps its newline); an empty value is an error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from connector.resources import IDEMPOTENCY_TABLE, INBOUND_QUEUE, LID_MAP_TABLE, OUTBOUND_QUEUE
 from functions.inbound.errors import InboundConfigError
+from functions.inbound.secret import CHATBOT_SECRET_ARN_ENV, fetch_secret_string
 
 INBOUND_DLQ_ENV = INBOUND_QUEUE.env.replace("_URL", "_DLQ_URL")  # INBOUND_QUEUE_DLQ_URL, as create_queues names it
 
@@ -34,7 +41,11 @@ class InboundConfig:
     """Cap of one backoff step (a ``Retry-After`` is honoured as given, bounded only by the remaining time)."""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> InboundConfig:
+    def from_env(
+        cls, env: Mapping[str, str], fetch_secret: Callable[[str], str] = fetch_secret_string
+    ) -> InboundConfig:
+        """``fetch_secret(arn)`` is called at most once, and only after every other variable was found valid."""
+
         def required(name: str) -> str:
             value = env.get(name, "").strip()
             if not value:
@@ -61,12 +72,24 @@ class InboundConfig:
                 return True
             raise InboundConfigError(f"{name} must be true or false, got {raw!r}")
 
+        def chatbot_secret() -> str:
+            value, arn = env.get("CHATBOT_SECRET", "").strip(), env.get(CHATBOT_SECRET_ARN_ENV, "").strip()
+            if value and arn:
+                raise InboundConfigError(f"set only one of CHATBOT_SECRET and {CHATBOT_SECRET_ARN_ENV}")
+            if not value and not arn:
+                raise InboundConfigError(f"CHATBOT_SECRET or {CHATBOT_SECRET_ARN_ENV} must be set")
+            if value:
+                return value
+            fetched = fetch_secret(arn).strip()
+            if not fetched:
+                raise InboundConfigError(f"{CHATBOT_SECRET_ARN_ENV}: the secret {arn} is empty")
+            return fetched
+
         url = required("CHATBOT_URL")
         if not url.startswith(("https://", "http://")):
             raise InboundConfigError("CHATBOT_URL must be an http(s) URL")
         return cls(
             chatbot_url=url,
-            chatbot_secret=required("CHATBOT_SECRET"),
             outbound_queue_url=required(OUTBOUND_QUEUE.env),
             inbound_dlq_url=required(INBOUND_DLQ_ENV),
             idempotency_table=env.get(IDEMPOTENCY_TABLE.env) or IDEMPOTENCY_TABLE.default_name,
@@ -77,4 +100,6 @@ class InboundConfig:
             chatbot_max_attempts=int(number("CHATBOT_MAX_ATTEMPTS", cls.chatbot_max_attempts, 1)),
             chatbot_retry_base_s=number("CHATBOT_RETRY_BASE_S", cls.chatbot_retry_base_s, 0),
             chatbot_retry_max_s=number("CHATBOT_RETRY_MAX_S", cls.chatbot_retry_max_s, 0),
+            # last: arguments are evaluated in order, so a bad variable above fails before any AWS call is made
+            chatbot_secret=chatbot_secret(),
         )
