@@ -7,9 +7,16 @@ imported lazily so the Lambda bundle and the contracts can import the names with
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+DEFAULT_NAME_PREFIX = "wa-relay"
+"""Every default name below is ``<prefix>-<suffix>``; Terraform names resources ``${var.name_prefix}-<suffix>``."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,11 @@ class QueueSpec:
     dlq_name: str
     max_receive_count: int
     visibility_timeout_s: int
+
+    @property
+    def dlq_env(self) -> str:
+        """Environment variable holding the DLQ's URL (``INBOUND_QUEUE_URL`` → ``INBOUND_QUEUE_DLQ_URL``)."""
+        return self.env.replace("_URL", "_DLQ_URL")
 
 
 AUTH_TABLE = TableSpec("AUTH_TABLE", "wa-relay-auth", hash_key="pk", range_key="sk")
@@ -111,5 +123,71 @@ def create_queues(sqs: Any) -> dict[str, str]:
             },
         )["QueueUrl"]
         out[spec.env] = url
-        out[spec.env.replace("_URL", "_DLQ_URL")] = dlq_url
+        out[spec.dlq_env] = dlq_url
     return out
+
+
+# ---- the Terraform side (DESIGN section 10: table, queue and env names agree with the code) ----
+
+TERRAFORM_RESOURCES_JSON = Path(__file__).resolve().parents[1] / "infra" / "terraform" / "resources.json"
+"""Generated from the specs above and read by Terraform (``jsondecode(file(...))``); ``tests/infra`` checks that the
+committed file is what ``terraform_resources()`` returns, so a change here without regenerating fails the tests."""
+
+
+def _suffix(default_name: str) -> str:
+    prefix = f"{DEFAULT_NAME_PREFIX}-"
+    if not default_name.startswith(prefix):
+        raise ValueError(f"{default_name!r} does not start with {prefix!r}")
+    return default_name.removeprefix(prefix)
+
+
+def terraform_resources() -> dict[str, Any]:
+    """The tables, queues, env names and the function timeout as ``infra/terraform/resources.json`` holds them.
+
+    Keys are the Terraform resource names: ``AUTH_TABLE`` → ``auth``, ``INBOUND_QUEUE_URL`` → ``inbound``."""
+    return {
+        "_generated": "by `python -m connector.resources --write-terraform` from connector/resources.py; do not edit",
+        "default_name_prefix": DEFAULT_NAME_PREFIX,
+        "inbound_function_timeout_s": INBOUND_FUNCTION_TIMEOUT_S,
+        "tables": {
+            spec.env.removesuffix("_TABLE").lower(): {
+                "env": spec.env,
+                "suffix": _suffix(spec.default_name),
+                "hash_key": spec.hash_key,
+                "range_key": spec.range_key,
+                "ttl_attribute": spec.ttl_attribute,
+            }
+            for spec in TABLES
+        },
+        "queues": {
+            spec.env.removesuffix("_QUEUE_URL").lower(): {
+                "env": spec.env,
+                "dlq_env": spec.dlq_env,
+                "suffix": _suffix(spec.name),
+                "dlq_suffix": _suffix(spec.dlq_name),
+                "max_receive_count": spec.max_receive_count,
+                "visibility_timeout_s": spec.visibility_timeout_s,
+            }
+            for spec in QUEUES
+        },
+    }
+
+
+def terraform_resources_json() -> str:
+    return json.dumps(terraform_resources(), indent=2) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m connector.resources", description=__doc__)
+    parser.add_argument("--write-terraform", action="store_true", help=f"(re)write {TERRAFORM_RESOURCES_JSON}")
+    args = parser.parse_args(argv)
+    if args.write_terraform:
+        TERRAFORM_RESOURCES_JSON.write_text(terraform_resources_json())
+        print(f"wrote {TERRAFORM_RESOURCES_JSON}")
+    else:
+        sys.stdout.write(terraform_resources_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+# The inbound function: SQS FIFO batch -> dedup -> LID resolution -> chatbot -> replies on the outbound queue.
+# The zip is built for the Lambda platform (manylinux aarch64, CPython 3.11) by `make package`; runtime and
+# architecture below must match it.
+
+locals {
+  # Every variable InboundConfig.from_env reads that is not left at its default (tests/infra derives the list from
+  # the code and fails on a variable that is neither here nor in its reasoned list of defaults).
+  inbound_environment = {
+    CHATBOT_URL = var.chatbot_url
+    # The secret's ARN, never its value: the function fetches it at cold start (an env var value would be readable
+    # by anyone with lambda:GetFunctionConfiguration).
+    CHATBOT_SECRET_ARN             = aws_secretsmanager_secret.chatbot_secret.arn
+    (local.queues.outbound.env)    = aws_sqs_queue.outbound.url
+    (local.queues.inbound.dlq_env) = aws_sqs_queue.inbound_dlq.url
+    (local.tables.idempotency.env) = aws_dynamodb_table.idempotency.name
+    (local.tables.lid_map.env)     = aws_dynamodb_table.lid_map.name
+    DEDUP_TTL_S                    = tostring(var.dedup_ttl_s)
+    POWERTOOLS_SERVICE_NAME        = "wa-relay"
+  }
+}
+
+resource "aws_lambda_function" "inbound" {
+  #checkov:skip=CKV_AWS_116:SQS-triggered: failed records go to the inbound queue's own DLQ (redrive policy); a function-level DLQ is only used for asynchronous invocations.
+  #checkov:skip=CKV_AWS_117:The function calls only AWS APIs and a public HTTPS chatbot; a VPC would add NAT or endpoints and cold-start cost for no isolation gain.
+  #checkov:skip=CKV_AWS_115:Concurrency is bounded by the event source mapping's maximum_concurrency; reserved concurrency would take from the account pool and fails on new accounts whose limit is 10.
+  #checkov:skip=CKV_AWS_272:The zip is built by `make package` in CI and deployed by Terraform; no AWS Signer profile is part of this stack.
+  #checkov:skip=CKV_AWS_50:X-Ray tracing needs xray:PutTraceSegments with Resource "*", which the no-wildcard IAM rule forbids; logs carry the correlation ids instead.
+  function_name = local.inbound_function_name
+  description   = "wa-relay inbound: SQS FIFO -> chatbot -> replies"
+  role          = aws_iam_role.inbound.arn
+
+  filename         = local.inbound_package_path
+  source_code_hash = filebase64sha256(local.inbound_package_path)
+  handler          = "functions.inbound.handler.lambda_handler"
+  runtime          = "python3.11"
+  architectures    = ["arm64"]
+
+  # The same number the queue's visibility timeout is derived from (connector/resources.py).
+  timeout     = local.inbound_function_timeout
+  memory_size = 512
+
+  # Encrypts the environment at rest with the CMK (it holds names and URLs, no secret).
+  kms_key_arn = aws_kms_key.this.arn
+
+  environment {
+    variables = local.inbound_environment
+  }
+
+  logging_config {
+    log_format            = "JSON"
+    log_group             = aws_cloudwatch_log_group.inbound.name
+    application_log_level = "INFO"
+    system_log_level      = "WARN"
+  }
+
+  tracing_config {
+    mode = "PassThrough"
+  }
+
+  depends_on = [aws_iam_role_policy.inbound]
+}
+
+resource "aws_lambda_event_source_mapping" "inbound" {
+  event_source_arn = aws_sqs_queue.inbound.arn
+  function_name    = aws_lambda_function.inbound.arn
+  # FIFO allows at most 10 and no batching window.
+  batch_size = var.inbound_batch_size
+  # A failed record fails only itself and the rest of its chat; the other chats of the batch are deleted.
+  function_response_types = ["ReportBatchItemFailures"]
+
+  scaling_config {
+    maximum_concurrency = var.inbound_max_concurrency
+  }
+
+  lifecycle {
+    precondition {
+      condition     = aws_sqs_queue.inbound.visibility_timeout_seconds >= 6 * aws_lambda_function.inbound.timeout
+      error_message = "The inbound queue's visibility timeout must be at least 6 x the function timeout (AWS guidance; fix connector/resources.py and regenerate resources.json)."
+    }
+  }
+}
