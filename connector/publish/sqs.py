@@ -3,9 +3,19 @@
 ``MessageGroupId`` = ``message_group_id(session, canonical chat)`` (one chat in order, chats in parallel),
 ``MessageDeduplicationId`` = ``event_id``, body = the envelope's JSON.
 
+Sending: one sender task takes what ``publish`` callers have queued and sends it with ``SendMessageBatch`` (up to
+``SQS_BATCH_MAX`` entries and ``SQS_BODY_MAX_BYTES`` per call), one call at a time, in arrival order. Nothing waits
+to fill a batch: a lone envelope goes out at once, and envelopes that arrive while a call is in flight share the
+next one. Each ``publish`` returns only when its entry is in SQS (or durably in the spool), never earlier. Before
+this, every send held one lock for its whole round trip, so all sessions of a connector published one message per
+round trip (``make bench``, throughput section, has the figures before and after).
+
 Spool (``<SPOOL_DIR>/inbound.spool``, one JSON line ``{"group", "dedup", "body"}`` per envelope):
-- A send that fails (endpoint down, throttled, credentials …) appends the envelope to the spool and fsyncs before
-  ``publish`` returns; a background task drains the spool in order with exponential backoff (0.5 s … 30 s).
+- A send that fails (endpoint down, throttled, credentials …) appends its envelopes to the spool and fsyncs before
+  their ``publish`` calls return; a background task drains the spool in order with exponential backoff (0.5 s …
+  30 s). An entry SQS refuses inside an otherwise accepted batch is spooled the same way (the drainer moves an
+  invalid one aside, see below); the others of its batch are in SQS already, so only that entry can end up behind
+  later messages of its chat.
 - While the spool is not empty, new envelopes are appended behind it instead of being sent directly, so the order
   within a chat is kept across an outage.
 - At start, a spool left by an earlier run is loaded and drained.
@@ -40,7 +50,7 @@ from connector.aws import open_client
 from connector.contracts import InboundEnvelope, canonical_chat, message_group_id
 from connector.errors import PublishError
 from connector.publish.abstract import InboundPublisher
-from connector.resources import SQS_BODY_MAX_BYTES
+from connector.resources import SQS_BATCH_MAX, SQS_BODY_MAX_BYTES
 from connector.tasks import cancel, spawn
 
 SPOOL_FILE = "inbound.spool"
@@ -75,12 +85,22 @@ class SqsPublisher(InboundPublisher):
         self.connect_timeout_s = connect_timeout_s
         self.published = 0
         self.sent = 0
-        self._client: Any = None
         self._stack: AsyncExitStack | None = None
+        self.batches = 0
+        """``SendMessageBatch`` calls made by the sender (``sent / batches`` is the mean batch size)."""
+        self._client: Any = None
         self._spool: deque[dict[str, str]] = deque()
+        self._outbox: deque[tuple[dict[str, str], asyncio.Future[None]]] = deque()
+        """Entries waiting for the sender, each with the future its ``publish`` call awaits."""
         self._lock = asyncio.Lock()
+        """Orders the spool against the outbox: taken for short, local steps only, never across a network call."""
         self._wake = asyncio.Event()
+        self._outbox_ready = asyncio.Event()
+        self._in_flight: list[tuple[dict[str, str], asyncio.Future[None]]] = []
+        """The batch the sender is sending: spooled too if ``stop`` cancels the call (a possible duplicate, which
+        SQS's dedup id and then the function's idempotency remove, rather than a loss)."""
         self._drainer: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
 
     # ---- lifecycle ----
 
@@ -99,11 +119,16 @@ class SqsPublisher(InboundPublisher):
             ),
         )
         self._drainer = spawn(self._drain_forever(), name="sqs-spool-drainer")
+        self._sender = spawn(self._send_forever(), name="sqs-sender")
         if self._spool:
             self.log.warning("%d envelopes left in the spool by an earlier run; draining", len(self._spool))
             self._wake.set()
 
     async def stop(self) -> None:
+        await cancel(self._sender)
+        self._sender = None
+        async with self._lock:
+            await self._spool_outbox()  # whatever the sender had not taken yet: durable, and sent at the next start
         await cancel(self._drainer)
         self._drainer = None
         if self._stack is not None:
@@ -130,18 +155,97 @@ class SqsPublisher(InboundPublisher):
             "body": body,
         }
         async with self._lock:
-            if not self._spool and self._client is not None:
-                try:
-                    await self._send(entry)
-                except Exception as e:
-                    self.log.warning("SQS send failed (%s); spooling event %s", _describe(e), envelope.event_id)
-                else:
-                    self.published += 1
-                    return
-            await asyncio.to_thread(self._append, entry)
-            self._spool.append(entry)
-            self.published += 1
-            self._wake.set()
+            if self._spool or self._sender is None:
+                # Behind the spool (SQS was failing), or not started: durable on disk, sent by the drainer in order.
+                await asyncio.to_thread(self._append, entry)
+                self._spool.append(entry)
+                self.published += 1
+                self._wake.set()
+                return
+            done = asyncio.get_running_loop().create_future()
+            self._outbox.append((entry, done))
+            self._outbox_ready.set()
+        await done
+        self.published += 1
+
+    async def _send_forever(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            async with self._lock:
+                if self._spool:
+                    await self._spool_outbox()  # a failure spooled entries: everything after them goes behind
+                batch = self._take_batch()
+                if not batch:
+                    self._outbox_ready.clear()
+                    continue
+                self._in_flight = batch
+            failed = await self._send_batch([entry for entry, _ in batch])
+            async with self._lock:
+                self._in_flight = []
+                if failed:
+                    entries = [entry for i, (entry, _) in enumerate(batch) if i in failed]
+                    await asyncio.to_thread(self._append_all, entries)
+                    self._spool.extend(entries)
+                    self._wake.set()
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    def _take_batch(self) -> list[tuple[dict[str, str], asyncio.Future[None]]]:
+        batch: list[tuple[dict[str, str], asyncio.Future[None]]] = []
+        size = 0
+        while self._outbox and len(batch) < SQS_BATCH_MAX:
+            entry_size = len(self._outbox[0][0]["body"].encode())
+            if batch and size + entry_size > SQS_BODY_MAX_BYTES:
+                break
+            batch.append(self._outbox.popleft())
+            size += entry_size
+        return batch
+
+    async def _send_batch(self, entries: list[dict[str, str]]) -> set[int]:
+        """Send ``entries`` in one call; the indexes of those SQS did not take (all of them if the call failed)."""
+        try:
+            if self._client is None:
+                raise PublishError("publisher not started")
+            response = await self._client.send_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {
+                        "Id": str(i),
+                        "MessageBody": entry["body"],
+                        "MessageGroupId": entry["group"],
+                        "MessageDeduplicationId": entry["dedup"],
+                    }
+                    for i, entry in enumerate(entries)
+                ],
+            )
+        except Exception as e:
+            self.log.warning("SQS send failed (%s); spooling %d events", _describe(e), len(entries))
+            return set(range(len(entries)))
+        self.batches += 1
+        failed = {int(f["Id"]) for f in response.get("Failed", [])}
+        for f in response.get("Failed", []):
+            self.log.warning(
+                "SQS refused event %s (%s: %s); spooled",
+                entries[int(f["Id"])]["dedup"], f.get("Code", "?"), str(f.get("Message", ""))[:200],
+            )  # fmt: skip
+        self.sent += len(entries) - len(failed)
+        return failed
+
+    async def _spool_outbox(self) -> None:
+        """Move every queued entry behind the spool, durably, and let its ``publish`` return. Holds ``_lock``."""
+        pending = self._in_flight + list(self._outbox)
+        self._in_flight = []
+        self._outbox.clear()
+        if not pending:
+            return
+        entries = [entry for entry, _ in pending]
+        await asyncio.to_thread(self._append_all, entries)
+        self._spool.extend(entries)
+        self._wake.set()
+        for _, done in pending:
+            if not done.done():
+                done.set_result(None)
 
     async def _send(self, entry: dict[str, str]) -> None:
         if self._client is None:
@@ -157,9 +261,11 @@ class SqsPublisher(InboundPublisher):
     # ---- the spool ----
 
     def _append(self, entry: dict[str, str]) -> None:
-        line = json.dumps(entry, separators=(",", ":")) + "\n"
+        self._append_all([entry])
+
+    def _append_all(self, entries: list[dict[str, str]]) -> None:
         with open(self.spool_path, "a", encoding="utf-8") as f:
-            f.write(line)
+            f.writelines(json.dumps(entry, separators=(",", ":")) + "\n" for entry in entries)
             f.flush()
             os.fsync(f.fileno())
 

@@ -84,6 +84,42 @@ async def test_sqs_publisher_group_dedup_body(sqs_endpoint: str, fifo: tuple[Any
     assert not (tmp_path / SPOOL_FILE).exists()
 
 
+async def test_concurrent_publishes_share_batches_and_keep_each_chats_order(
+    sqs_endpoint: str, fifo: tuple[Any, str], tmp_path: Path
+) -> None:
+    sqs, url = fifo
+    pub = SqsPublisher(url, spool_dir=tmp_path, endpoint_url=sqs_endpoint)
+    await pub.start()
+    chats = ["88887770001@lid", "15557770001@s.whatsapp.net"]
+    envs = [envelope(f"C{i:02d}", chat=chats[i % 2]) for i in range(30)]
+    try:
+        # Callers of many sessions publish at once: each call returns once its own entry is in SQS.
+        await asyncio.gather(*(pub.publish(e) for e in envs))
+        assert pub.sent == 30 and pub.published == 30
+        assert pub.batches < 30, "every envelope took its own call: nothing was batched"
+    finally:
+        await pub.stop()
+    msgs = receive_all(sqs, url, 30)
+    ids = [InboundEnvelope.model_validate_json(m["Body"]).message.id for m in msgs]
+    assert sorted(ids) == sorted(e.message.id for e in envs)
+    # Both chats map to one group (the LID is canonical): SQS hands them back in publish order.
+    assert ids == [e.message.id for e in envs]
+    assert not (tmp_path / SPOOL_FILE).exists()
+
+
+async def test_entries_queued_at_stop_are_spooled_not_lost(
+    sqs_endpoint: str, fifo: tuple[Any, str], tmp_path: Path
+) -> None:
+    pub = SqsPublisher(fifo[1], spool_dir=tmp_path, endpoint_url=sqs_endpoint)
+    await pub.start()
+    calls = [asyncio.ensure_future(pub.publish(envelope(f"S{i}"))) for i in range(15)]
+    await asyncio.sleep(0)  # the calls are queued; the sender has not sent them all
+    await pub.stop()
+    await asyncio.gather(*calls)  # every call returned: sent, or durable in the spool
+    spooled = (tmp_path / SPOOL_FILE).read_text().splitlines() if (tmp_path / SPOOL_FILE).exists() else []
+    assert pub.sent + len(spooled) >= 15
+
+
 async def test_too_large_is_refused(sqs_endpoint: str, fifo: tuple[Any, str], tmp_path: Path) -> None:
     pub = SqsPublisher(fifo[1], spool_dir=tmp_path, endpoint_url=sqs_endpoint)
     await pub.start()
