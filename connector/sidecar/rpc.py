@@ -2,13 +2,18 @@
 
 Modelled on mausignald's ``rpc.py``: a dict of response futures, lines without an id are events, a disconnect fails
 every pending call with ``SidecarNotConnected``, and a failing handler is logged without stopping the read loop.
-Events are handed to one consumer task in arrival order, so a slow event handler (or one that calls back into the
-bridge) never blocks the reader that must deliver that call's answer.
+Events are handed to consumer tasks, never run by the reader, so a slow event handler (or one that calls back into
+the bridge) never blocks the reader that must deliver that call's answer. There is one ordered lane per session:
+a session's events are handled one at a time in arrival order (its connection updates and messages must not
+overtake each other), while sessions are handled in parallel. With one lane for everything, every session waited
+for every other session's SQS and DynamoDB round trips (``make bench``, throughput section). A lane's task exists
+only while the lane has events, so idle sessions cost nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -51,7 +56,9 @@ class JsonLinesRPC:
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._handlers: dict[str, RequestHandler] = {}
         self._event_handler: EventHandler | None = None
-        self._events: asyncio.Queue[tuple[str, str | None, dict[str, Any]] | None] = asyncio.Queue()
+        self._lanes: dict[str | None, collections.deque[tuple[str, str | None, dict[str, Any]]]] = {}
+        """Events waiting per session (``None``: events of no session), each lane drained by its own task."""
+        self._lane_tasks: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._write_lock = asyncio.Lock()
         self._closed = False
@@ -105,7 +112,6 @@ class JsonLinesRPC:
 
     async def run(self) -> None:
         """Read until EOF, then fail every pending call. Returns when the stream is closed."""
-        consumer = asyncio.create_task(self._consume_events(), name="bridge-events")
         try:
             while True:
                 line = await self._read_line()
@@ -118,8 +124,8 @@ class JsonLinesRPC:
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(SidecarNotConnected("bridge disconnected before the call completed"))
-            self._events.put_nowait(None)
-            await consumer
+            while self._lane_tasks:  # the events already read are still handled, in order
+                await asyncio.gather(*self._lane_tasks, return_exceptions=True)
             for task in list(self._tasks):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -156,7 +162,7 @@ class JsonLinesRPC:
         if "event" in msg:
             data = msg.get("data")
             session = msg.get("session")
-            self._events.put_nowait(
+            self._dispatch(
                 (
                     str(msg["event"]),
                     session if isinstance(session, str) else None,
@@ -217,14 +223,30 @@ class JsonLinesRPC:
         except SidecarNotConnected:
             self.log.debug("could not answer %s: pipe closed", message.get("id"))
 
-    async def _consume_events(self) -> None:
-        while (item := await self._events.get()) is not None:
-            if self._event_handler is None:
-                continue
-            try:
-                await self._event_handler(*item)
-            except Exception:
-                self.log.exception("event handler failed for %s", item[0])
+    def _dispatch(self, item: tuple[str, str | None, dict[str, Any]]) -> None:
+        lane = self._lanes.get(item[1])
+        if lane is not None:
+            lane.append(item)  # its task is running and will get to it
+            return
+        self._lanes[item[1]] = collections.deque([item])
+        task = asyncio.create_task(self._drain_lane(item[1]), name=f"bridge-events-{item[1]}")
+        self._lane_tasks.add(task)
+        task.add_done_callback(self._lane_tasks.discard)
+
+    async def _drain_lane(self, session: str | None) -> None:
+        lane = self._lanes[session]
+        try:
+            while lane:
+                item = lane.popleft()
+                if self._event_handler is None:
+                    continue
+                try:
+                    await self._event_handler(*item)
+                except Exception:
+                    self.log.exception("event handler failed for %s", item[0])
+        finally:
+            # No await between the emptiness check and this: an event dispatched later starts a new lane.
+            del self._lanes[session]
 
     async def close(self) -> None:
         """Close our end of the stream: the bridge sees EOF and shuts down."""

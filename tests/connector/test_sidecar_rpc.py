@@ -123,3 +123,33 @@ async def test_events_are_delivered_in_order_even_when_a_handler_calls_back(pair
             break
         await asyncio.sleep(0.02)
     assert seen == [0, 1, 2]
+
+
+async def test_sessions_are_handled_in_parallel_each_in_its_own_order(pair: Any) -> None:
+    rpc, peer, _ = pair
+    seen: list[tuple[str | None, int]] = []
+    b_done = asyncio.Event()
+
+    async def on_event(event: str, session: str | None, data: dict[str, Any]) -> None:
+        if session == "a" and data["n"] == 0:
+            # Session a's first event waits for session b: with one lane for every session this never finishes.
+            await asyncio.wait_for(b_done.wait(), 5)
+        seen.append((session, data["n"]))
+        if session == "b" and data["n"] == 2:
+            b_done.set()
+
+    rpc.set_event_handler(on_event)
+    for n in range(3):
+        await peer.send({"event": "e", "session": "a", "data": {"n": n}})
+    for n in range(3):
+        await peer.send({"event": "e", "session": "b", "data": {"n": n}})
+    await peer.send({"event": "e", "data": {"n": 0}})  # no session: its own lane
+    for _ in range(100):
+        if len(seen) == 7:
+            break
+        await asyncio.sleep(0.02)
+    assert [n for s, n in seen if s == "a"] == [0, 1, 2]
+    assert [n for s, n in seen if s == "b"] == [0, 1, 2]
+    assert (None, 0) in seen
+    assert seen.index(("b", 2)) < seen.index(("a", 0))
+    assert not rpc._lanes, "lanes of drained sessions are dropped"
