@@ -74,6 +74,8 @@ from connector.store.abstract import AuthStore, Lease, LeaseLost, LeaseStore, Li
 from connector.tasks import cancel, spawn
 from connector.types import Jid, SessionId
 
+LID_PAIR_CACHE_SIZE = 50_000
+"""LID/PN pairs remembered as written (about 200 bytes each: 10 MB at most)."""
 MESSAGE_CACHE_SIZE = 5000
 LOGGED_OUT_CODES = frozenset({401, 403, 411, 419})
 RESTART_REQUIRED = 515
@@ -301,6 +303,11 @@ class Relay:
         self.leases_lost_total = 0
         self.stale_total = 0
         self._messages: OrderedDict[tuple[SessionId, str], dict[str, Any]] = OrderedDict()
+        self._lid_pairs_stored: OrderedDict[tuple[str, str], None] = OrderedDict()
+        """LID/PN pairs this process wrote to the LID map, most recent last (bounded by ``LID_PAIR_CACHE_SIZE``).
+        Every message of a chat carries the same pair in its alt jids; writing it again for each message was two
+        DynamoDB items per message for nothing (``make bench``, AWS calls section). A LID↔PN pair does not change,
+        and a new pair for the same LID or PN is a different key here, so it is still written."""
         self._stopping = False
         self._supervisor: asyncio.Task[None] | None = None
         self._stale_watch: asyncio.Task[None] | None = None
@@ -741,13 +748,19 @@ class Relay:
             self._messages.popitem(last=False)
 
     async def _feed_lid_map(self, pairs: list[tuple[str, str]], source: str) -> None:
-        unique: list[tuple[str, str]] = sorted(set(pairs))
+        unique: list[tuple[str, str]] = sorted(set(pairs) - self._lid_pairs_stored.keys())
         if not unique:
             return
         try:
             await self.lid_map.put_pairs(unique)
         except Exception as e:
             self.log.warning("LID map write of %d pairs from %s failed: %s", len(unique), source, e)
+            return
+        for pair in unique:
+            self._lid_pairs_stored[pair] = None
+            self._lid_pairs_stored.move_to_end(pair)
+        while len(self._lid_pairs_stored) > LID_PAIR_CACHE_SIZE:
+            self._lid_pairs_stored.popitem(last=False)
 
     # ---- BridgeHost: events -------------------------------------------------------------------------------
 

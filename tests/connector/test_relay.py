@@ -232,6 +232,39 @@ async def test_lid_map_failure_never_fails_a_key_write(env: Env, caplog: pytest.
     assert "LID map write" in caplog.text
 
 
+class CountingLidMap(MemoryLidMapStore):
+    def __init__(self, fail: int = 0) -> None:
+        super().__init__()
+        self.writes: list[list[tuple[str, str]]] = []
+        self.fail = fail
+
+    async def put_pairs(self, pairs: list[tuple[str, str]]) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise RuntimeError("dynamodb down")
+        self.writes.append(pairs)
+        await super().put_pairs(pairs)
+
+
+async def test_a_pair_already_written_is_not_written_again_but_a_failed_one_is(env: Env) -> None:
+    await started(env, "s1")
+    env.relay.lid_map = counting = CountingLidMap(fail=1)
+    chat = {"type": "notify", "messages": [wa_message("112@lid", "M0", alt="212@s.whatsapp.net")]}
+    await env.bridge.emit("messages.upsert", "s1", chat)  # the write fails: not remembered
+    for n in range(1, 4):
+        chat = {"type": "notify", "messages": [wa_message("112@lid", f"M{n}", alt="212@s.whatsapp.net")]}
+        await env.bridge.emit("messages.upsert", "s1", chat)
+    await env.relay.keys_set(S1, {"lid-mapping": {"212": "112", "213": "113"}})
+    assert counting.writes == [
+        [("112@lid", "212@s.whatsapp.net")],
+        [("113@lid", "213@s.whatsapp.net")],
+    ]
+    assert await counting.pn_for_lids(["112@lid", "113@lid"]) == {
+        "112@lid": "212@s.whatsapp.net",
+        "113@lid": "213@s.whatsapp.net",
+    }
+
+
 async def test_keys_and_creds_pass_through_durably(env: Env) -> None:
     env.relay.sessions[S1] = env.relay._new_session(S1)
     value = {"type": "Buffer", "data": "AQID"}
