@@ -2,8 +2,8 @@
 // identity, a signed prekey, one-time prekeys it hands out through the server, and its sessions with
 // the accounts' devices. It encrypts texts to an account and decrypts what Baileys sends it.
 import libsignal from 'libsignal'
-import { KEY_BUNDLE_TYPE, encodeBigEndian, encodeWAMessage, unpadRandomMax16, proto } from 'baileys'
-import { pnJid, lidJid } from './wire.mjs'
+import { KEY_BUNDLE_TYPE, encodeBigEndian, unpadRandomMax16, proto } from 'baileys'
+import { pnJid, lidJid, pooledRandom } from './wire.mjs'
 
 const { keyhelper, SessionBuilder, SessionCipher, ProtocolAddress, SessionRecord } = libsignal
 
@@ -21,9 +21,28 @@ const withoutKeyType = (/** @type {Uint8Array} */ key) => Buffer.from(key.length
  */
 const addressOf = account => new ProtocolAddress(account.phone, account.device)
 
+/**
+ * Baileys' encodeWAMessage (protobuf + 1-16 bytes of random padding, each byte the pad length), with the random
+ * byte from the pool rather than a crypto call per message.
+ * @param {proto.IMessage} message
+ */
+function encodeWAMessage(message) {
+	const bytes = proto.Message.encode(message).finish()
+	const padLength = (pooledRandom(1)[0] & 0x0f) + 1
+	return Buffer.concat([bytes, Buffer.alloc(padLength, padLength)])
+}
+
 export class Contact {
 	/** Serialises Signal operations: libsignal's store calls are async and must not interleave. */
 	#lock = Promise.resolve()
+	/**
+	 * Live SessionRecords by address, so each encrypt/decrypt does not deserialise the record again (the main
+	 * per-message cost under load). `sessions` keeps the serialised form written by every storeSession; a failed
+	 * operation drops its live records (libsignal may have half-mutated them), so the next load reads the last
+	 * stored state, exactly as without the cache.
+	 * @type {Map<string, any>}
+	 */
+	#live = new Map()
 
 	/**
 	 * @param {object} fields
@@ -44,10 +63,17 @@ export class Contact {
 		const self = this
 		/** libsignal storage interface, backed by this contact's fields. */
 		this.store = {
-			loadSession: async (/** @type {string} */ id) =>
-				self.sessions.has(id) ? SessionRecord.deserialize(self.sessions.get(id)) : undefined,
+			loadSession: async (/** @type {string} */ id) => {
+				let record = self.#live.get(id)
+				if (!record && self.sessions.has(id)) {
+					record = SessionRecord.deserialize(self.sessions.get(id))
+					self.#live.set(id, record)
+				}
+				return record
+			},
 			storeSession: async (/** @type {string} */ id, /** @type {any} */ record) => {
 				self.sessions.set(id, record.serialize())
+				self.#live.set(id, record)
 			},
 			// Trust on first use, like WhatsApp clients.
 			isTrustedIdentity: async () => true,
@@ -220,7 +246,9 @@ export class Contact {
 
 	/** Drop the session with an account's device (the device was removed or re-paired). */
 	forgetSessionWith(/** @type {{ phone: string, device: number }} */ account) {
-		if (this.sessions.delete(addressOf(account).toString())) this.onChange()
+		const id = addressOf(account).toString()
+		this.#live.delete(id)
+		if (this.sessions.delete(id)) this.onChange()
 	}
 
 	/**
@@ -229,7 +257,10 @@ export class Contact {
 	 * @returns {Promise<T>}
 	 */
 	#locked(fn) {
-		const run = this.#lock.then(fn)
+		const run = this.#lock.then(fn).catch(err => {
+			this.#live.clear()
+			throw err
+		})
 		this.#lock = run.then(
 			() => this.onChange(),
 			() => this.onChange()

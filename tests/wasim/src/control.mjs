@@ -2,7 +2,7 @@
 // handler validates its input; errors are {"error": {code, message}} with a 4xx/5xx status, and nothing
 // a request does can throw out of the server.
 import http from 'node:http'
-import { SimError, badRequest, conflict, notFound } from './errors.mjs'
+import { SimError, badRequest, conflict, notFound, notConnected } from './errors.mjs'
 import { MAX_EVENTS } from './events.mjs'
 import { Contact } from './contacts.mjs'
 import { scanQr, enterPairingCode } from './pairing.mjs'
@@ -12,6 +12,9 @@ import { disconnectAccount } from './disconnect.mjs'
 import { bareUser } from './wire.mjs'
 
 const MAX_BODY_BYTES = 1024 * 1024
+/** send-batch bodies carry up to MAX_BATCH messages, so they get a larger limit. */
+const MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024
+const MAX_BATCH = 5000
 const DEFAULT_WAIT_MS = 10_000
 const MAX_WAIT_MS = 300_000
 
@@ -129,23 +132,11 @@ const ROUTES = {
 	},
 	'/messages/send': {
 		POST: ({ sim, body }) => {
-			// Validate the whole request before looking anything up, so bad input is always a 400.
-			const fromUser = requireUser(body, 'from')
-			const toUser = requireUser(body, 'to')
-			if (typeof body.text !== 'string') throw badRequest('text is required and must be a string')
-			if (body.text.length > 65_536) throw badRequest('text is too long')
-			const options = {
-				text: body.text,
-				addressing: optionalEnum(body, 'addressing', /** @type {const} */ (['pn', 'lid']), 'pn'),
-				id: optionalString(body, 'id', { max: 128, pattern: /^[A-Za-z0-9._:-]+$/ }),
-				alt: optionalBool(body, 'alt') ?? true,
-				ifOffline: optionalEnum(body, 'if_offline', /** @type {const} */ (['error', 'queue']), 'error')
-			}
-			const contact = sim.state.contactByUser(fromUser)
-			if (!contact) throw notFound(`no contact ${fromUser}`)
-			return sendContactMessage(sim, { contact, account: accountOr404(sim, toUser), ...options })
+			const request = lookUpSend(sim, parseSend(body))
+			return sendContactMessage(sim, request)
 		}
 	},
+	'/messages/send-batch': { POST: ({ sim, body }) => sendBatch(sim, body) },
 	'/lid-mapping': {
 		POST: ({ sim, body }) => {
 			const to = requireUser(body, 'to')
@@ -195,6 +186,87 @@ const ROUTES = {
 	'/stats': { GET: ({ sim }) => sim.stats }
 }
 
+/**
+ * Validate a /messages/send body (no look-ups), so bad input is always a 400.
+ * @param {Record<string, any>} body
+ */
+function parseSend(body) {
+	if (body === null || typeof body !== 'object' || Array.isArray(body)) throw badRequest('a message must be a JSON object')
+	const fromUser = requireUser(body, 'from')
+	const toUser = requireUser(body, 'to')
+	if (typeof body.text !== 'string') throw badRequest('text is required and must be a string')
+	if (body.text.length > 65_536) throw badRequest('text is too long')
+	return {
+		fromUser,
+		toUser,
+		text: body.text,
+		addressing: optionalEnum(body, 'addressing', /** @type {const} */ (['pn', 'lid']), 'pn'),
+		id: optionalString(body, 'id', { max: 128, pattern: /^[A-Za-z0-9._:-]+$/ }),
+		alt: optionalBool(body, 'alt') ?? true,
+		ifOffline: optionalEnum(body, 'if_offline', /** @type {const} */ (['error', 'queue']), 'error')
+	}
+}
+
+/**
+ * Resolve the contact and account of a parsed send (404s).
+ * @param {Simulator} sim
+ * @param {ReturnType<typeof parseSend>} parsed
+ */
+function lookUpSend(sim, { fromUser, toUser, ...options }) {
+	const contact = sim.state.contactByUser(fromUser)
+	if (!contact) throw notFound(`no contact ${fromUser}`)
+	return { contact, account: accountOr404(sim, toUser), ...options }
+}
+
+/** Prefix a validation error with the index of the batch item that caused it. */
+function atIndex(/** @type {unknown} */ err, /** @type {number} */ i) {
+	if (err instanceof SimError) return new SimError(err.status, err.code, `messages[${i}]: ${err.message}`)
+	return err
+}
+
+/**
+ * POST /messages/send-batch: many /messages/send bodies at once, for load. Every item is validated and looked
+ * up before anything is sent (an error names the item's index and nothing is sent). All sends then start at
+ * once: each contact's Signal operations are serialised by its lock in call order, so one contact's messages
+ * to one account leave in batch order, while different contacts interleave. Answers once every message was
+ * written to its socket (or queued), with the results in batch order.
+ * @param {Simulator} sim
+ * @param {Record<string, any>} body
+ */
+async function sendBatch(sim, body) {
+	const items = body.messages
+	if (!Array.isArray(items)) throw badRequest('messages must be an array of /messages/send bodies')
+	if (items.length > MAX_BATCH) throw badRequest(`messages has more than ${MAX_BATCH} items`)
+	const parsed = items.map((item, i) => {
+		try {
+			return parseSend(item)
+		} catch (err) {
+			throw atIndex(err, i)
+		}
+	})
+	const requests = parsed.map((p, i) => {
+		try {
+			const request = lookUpSend(sim, p)
+			// Fail up front rather than half-way through the batch.
+			if (request.ifOffline !== 'queue' && !sim.isConnected(request.account.phone)) {
+				throw notConnected(`account ${request.account.phone} has no open connection`)
+			}
+			return request
+		} catch (err) {
+			throw atIndex(err, i)
+		}
+	})
+	const settled = await Promise.allSettled(requests.map(r => sendContactMessage(sim, r)))
+	const failed = settled.findIndex(s => s.status === 'rejected')
+	if (failed >= 0) {
+		const sent = settled.filter(s => s.status === 'fulfilled').length
+		const err = atIndex(/** @type {PromiseRejectedResult} */ (settled[failed]).reason, failed)
+		if (err instanceof SimError) err.message += ` (${sent} of ${items.length} messages were sent)`
+		throw err
+	}
+	return { results: settled.map(s => /** @type {PromiseFulfilledResult<any>} */ (s).value) }
+}
+
 /** @param {Simulator} sim */
 function info(sim) {
 	return { ws_url: sim.wsUrl, control_url: sim.controlUrl, root_pub: sim.rootPub }
@@ -233,14 +305,15 @@ function addContact(sim, body) {
 
 /**
  * @param {http.IncomingMessage} req
+ * @param {number} [limit] bytes
  * @returns {Promise<Record<string, any>>}
  */
-async function readJson(req) {
+async function readJson(req, limit = MAX_BODY_BYTES) {
 	const chunks = []
 	let size = 0
 	for await (const chunk of req) {
 		size += chunk.length
-		if (size > MAX_BODY_BYTES) throw new SimError(413, 'too_large', 'request body is larger than 1 MB')
+		if (size > limit) throw new SimError(413, 'too_large', `request body is larger than ${limit / 1024 / 1024} MB`)
 		chunks.push(chunk)
 	}
 	const text = Buffer.concat(chunks).toString('utf8').trim()
@@ -282,7 +355,7 @@ async function handle(sim, req, res) {
 		if (!route) throw notFound(`no such endpoint: ${req.method} ${url.pathname}`)
 		const handler = Object.hasOwn(route, req.method ?? '') ? route[/** @type {string} */ (req.method)] : undefined
 		if (!handler) throw new SimError(405, 'method_not_allowed', `${req.method} is not allowed on ${path}`)
-		const body = req.method === 'POST' ? await readJson(req) : {}
+		const body = req.method === 'POST' ? await readJson(req, path === '/messages/send-batch' ? MAX_BATCH_BODY_BYTES : MAX_BODY_BYTES) : {}
 		const result = await handler({ sim, body, query: url.searchParams, signal: abort.signal })
 		reply(res, 200, result ?? {})
 	} catch (err) {

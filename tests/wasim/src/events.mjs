@@ -3,6 +3,11 @@
 /** @typedef {{ seq: number, type: string, at: number, data: Record<string, any> }} SimEvent */
 
 export const MAX_EVENTS = 20_000
+/**
+ * The log is trimmed back to MAX_EVENTS once it has grown this much past it: trimming on every emit would move
+ * 20,000 entries per event, which under load (send-batch, hundreds of accounts) costs more than the event itself.
+ */
+const TRIM_SLACK = 2_000
 
 /**
  * Does `data` hold `expected` at every dotted path in `match`? Values compare by JSON equality.
@@ -44,10 +49,12 @@ export class EventLog {
 	emit(type, data) {
 		const event = { seq: ++this.#seq, type, at: Date.now(), data }
 		this.#events.push(event)
-		if (this.#events.length > MAX_EVENTS) this.#events.splice(0, this.#events.length - MAX_EVENTS)
+		if (this.#events.length > MAX_EVENTS + TRIM_SLACK) this.#events.splice(0, this.#events.length - MAX_EVENTS)
 		this.onEmit?.(event)
-		for (const waiter of this.#waiters) {
-			if (waiter.test(event)) waiter.resolve(event)
+		if (this.#waiters.size) {
+			for (const waiter of this.#waiters) {
+				if (waiter.test(event)) waiter.resolve(event)
+			}
 		}
 		return event
 	}
@@ -58,8 +65,10 @@ export class EventLog {
 	 */
 	list({ after = 0, type, limit = 1000 } = {}) {
 		const out = []
-		for (const e of this.#events) {
-			if (e.seq <= after || (type && e.type !== type)) continue
+		const events = this.#events
+		for (let i = this.#firstAfter(after); i < events.length; i++) {
+			const e = events[i]
+			if (type && e.type !== type) continue
 			out.push(e)
 			if (out.length >= limit) break
 		}
@@ -73,8 +82,10 @@ export class EventLog {
 	 */
 	wait({ type, match, after = 0, timeoutMs = 10_000, signal }) {
 		const test = (/** @type {SimEvent} */ e) => e.seq > after && e.type === type && matches(e.data, match)
-		const past = this.#events.find(test)
-		if (past) return Promise.resolve(past)
+		const events = this.#events
+		for (let i = this.#firstAfter(after); i < events.length; i++) {
+			if (test(events[i])) return Promise.resolve(events[i])
+		}
 		return new Promise(resolve => {
 			const waiter = {
 				test,
@@ -90,6 +101,23 @@ export class EventLog {
 			signal?.addEventListener('abort', onAbort, { once: true })
 			this.#waiters.add(waiter)
 		})
+	}
+
+	/**
+	 * Index of the first kept event with seq > after (seqs ascend, so a binary search; waits and listings after a
+	 * recent seq do not rescan the whole log).
+	 * @param {number} after
+	 */
+	#firstAfter(after) {
+		const events = this.#events
+		let lo = 0
+		let hi = events.length
+		while (lo < hi) {
+			const mid = (lo + hi) >>> 1
+			if (events[mid].seq <= after) lo = mid + 1
+			else hi = mid
+		}
+		return lo
 	}
 
 	/** Forget all events (seq keeps growing so stale `after` values stay safe); pending waits keep waiting. */

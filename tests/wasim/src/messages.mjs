@@ -55,7 +55,13 @@ export async function sendContactMessage(sim, { contact, account, text, addressi
 	if (conn) {
 		// A contact's phone hands its privacy token (tctoken) to whoever it starts a session with; Baileys stores
 		// it and attaches it to its own 1:1 sends, without which WhatsApp answers error 463.
-		if (enc === 'pkmsg') sendPrivacyToken(sim, conn, contact, account, alt)
+		// Once per contact and account device: every message stays a pkmsg until the account answers, and a token
+		// per message would make Baileys store a tctoken per message (and cost both sides under load).
+		const tokenKey = `${contact.phone}>${account.phone}:${account.device}@${account.pairedAt}`
+		if (enc === 'pkmsg' && !sim.privacyTokensSent.has(tokenKey)) {
+			sim.privacyTokensSent.add(tokenKey)
+			sendPrivacyToken(sim, conn, contact, account, alt)
+		}
 		conn.send(stanza)
 		sim.emit('message.incoming_sent', { account: account.phone, from: contact.phone, id, enc, addressing, offline: false })
 		return { id, enc, queued: false }

@@ -28,8 +28,8 @@ export class Connection {
 	stage = 'handshake'
 	/** @type {'registration'|'login'|null} */
 	kind = null
-	/** @type {string | null} account phone, once logged in or paired on this connection */
-	account = null
+	/** @type {string | null} */
+	#account = null
 	/** @type {number | null} */
 	device = null
 	/** @type {Buffer | null} the client's Noise static public key (what the QR carries) */
@@ -59,6 +59,18 @@ export class Connection {
 		ws.on('message', (/** @type {Buffer} */ data) => {
 			this.#queue = this.#queue.then(() => this.#onData(data))
 		})
+	}
+
+	/** @returns {string | null} account phone, once logged in or paired on this connection */
+	get account() {
+		return this.#account
+	}
+
+	/** Kept in the simulator's per-account index, so finding an account's connections does not scan them all. */
+	set account(phone) {
+		if (phone === this.#account) return
+		this.sim.indexAccount(this, this.#account, phone)
+		this.#account = phone
 	}
 
 	get isOpen() {
@@ -103,7 +115,8 @@ export class Connection {
 	send(node) {
 		if (this.#closing && node.tag !== 'stream:error' && node.tag !== 'failure') return
 		if (this.ws.readyState !== this.ws.OPEN) return
-		this.sim.log.trace('>>', { conn: this.id, tag: node.tag, attrs: node.attrs })
+		// Checked here so the attribute object is not built per stanza when nobody traces.
+		if (this.sim.log.level === 'trace') this.sim.log.trace('>>', { conn: this.id, tag: node.tag, attrs: node.attrs })
 		this.ws.send(frame(this.#noise.encrypt(encodeBinaryNode(node))))
 	}
 
@@ -197,6 +210,10 @@ export class Connection {
 export class Simulator {
 	/** @type {Map<string, Connection>} */
 	connections = new Map()
+	/** @type {Set<string>} "contact>account:device@pairedAt" pairs whose privacy token was sent (see messages.mjs) */
+	privacyTokensSent = new Set()
+	/** @type {Map<string, Set<Connection>>} account phone -> its connections, in the order they took the account */
+	#byAccount = new Map()
 	/** counters for GET /stats */
 	stats = { iqs: /** @type {Record<string, number>} */ ({}), unknown_iqs: /** @type {Record<string, number>} */ ({}), stanzas: /** @type {Record<string, number>} */ ({}) }
 	#nextConnId = 1
@@ -209,7 +226,7 @@ export class Simulator {
 	constructor({ state, log }) {
 		this.state = state
 		this.log = log
-		this.events = new EventLog(e => log.debug(`event ${e.type}`, e.data))
+		this.events = new EventLog(log.level === 'debug' || log.level === 'trace' ? e => log.debug(`event ${e.type}`, e.data) : undefined)
 		this.certChain = buildCertChain(state.rootKey, state.staticKey.public)
 		this.wsUrl = ''
 		/** set by startControlServer */
@@ -256,6 +273,7 @@ export class Simulator {
 		ws.on('close', () => {
 			conn.stage = conn.stage === 'failed' ? 'failed' : 'closed'
 			this.connections.delete(conn.id)
+			this.indexAccount(conn, conn.account, null)
 			this.emit('connection.closed', { conn_id: conn.id, account: conn.account })
 		})
 	}
@@ -277,7 +295,7 @@ export class Simulator {
 	 */
 	async onNode(conn, node) {
 		const first = firstChild(node)
-		this.log.trace('<<', { conn: conn.id, tag: node.tag, attrs: node.attrs, child: first?.tag })
+		if (this.log.level === 'trace') this.log.trace('<<', { conn: conn.id, tag: node.tag, attrs: node.attrs, child: first?.tag })
 		switch (node.tag) {
 			case 'iq':
 				await handleIq(this, conn, node)
@@ -313,17 +331,41 @@ export class Simulator {
 	 * @param {string} phone
 	 */
 	openConnectionsFor(phone) {
-		return [...this.connections.values()].filter(c => c.account === phone && c.isOpen)
+		const conns = this.#byAccount.get(phone)
+		return conns ? [...conns].filter(c => c.isOpen) : []
 	}
 
 	/** @param {string} phone */
 	isConnected(phone) {
-		return this.openConnectionsFor(phone).length > 0
+		return this.connectionFor(phone) !== undefined
 	}
 
 	/** @param {string} phone the newest logged-in connection of the account */
 	connectionFor(phone) {
-		return this.openConnectionsFor(phone).at(-1)
+		const conns = this.#byAccount.get(phone)
+		if (!conns) return undefined
+		/** @type {Connection | undefined} */
+		let newest
+		for (const c of conns) if (c.isOpen) newest = c
+		return newest
+	}
+
+	/**
+	 * Move a connection in the per-account index (Connection's account setter and close call this).
+	 * @param {Connection} conn @param {string | null} from @param {string | null} to
+	 */
+	indexAccount(conn, from, to) {
+		if (from !== null) {
+			const set = this.#byAccount.get(from)
+			set?.delete(conn)
+			if (set && !set.size) this.#byAccount.delete(from)
+		}
+		// A closed connection is never indexed again (its account is still reported in connection.closed).
+		if (to !== null && this.connections.has(conn.id)) {
+			let set = this.#byAccount.get(to)
+			if (!set) this.#byAccount.set(to, (set = new Set()))
+			set.add(conn)
+		}
 	}
 
 	/** @param {import('./accounts.mjs').Account} account */
@@ -335,6 +377,7 @@ export class Simulator {
 	reset() {
 		for (const conn of this.connections.values()) conn.terminate()
 		this.state.reset()
+		this.privacyTokensSent.clear()
 		this.events.clear()
 		this.stats = { iqs: {}, unknown_iqs: {}, stanzas: {} }
 	}

@@ -10,7 +10,24 @@ const LID_SERVER = 'lid'
 export const unixNow = () => String(Math.floor(Date.now() / 1000))
 
 /** A message id shaped like the ones real clients use (3EB0 + 16 hex digits). */
-export const newMessageId = () => '3EB0' + randomBytes(8).toString('hex').toUpperCase()
+export const newMessageId = () => '3EB0' + pooledRandom(8).toString('hex').toUpperCase()
+
+/** Random bytes handed out from a 4 KiB pool: a crypto.randomBytes call per message id / padding byte is slow under load. */
+let pool = Buffer.alloc(0)
+let poolOffset = 0
+/**
+ * @param {number} n bytes (at most 4096)
+ * @returns {Buffer} a view into the pool: copy it if it must outlive the next call
+ */
+export function pooledRandom(n) {
+	if (poolOffset + n > pool.length) {
+		pool = randomBytes(4096)
+		poolOffset = 0
+	}
+	const out = pool.subarray(poolOffset, poolOffset + n)
+	poolOffset += n
+	return out
+}
 
 /** A short random id for server-initiated iqs and notifications. */
 export const newStanzaId = (/** @type {string} */ prefix) => `${prefix}-${randomBytes(4).toString('hex')}`

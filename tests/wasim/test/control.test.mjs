@@ -118,3 +118,16 @@ test('EventLog: seq, dotted-path match, bounded waits', async () => {
 	assert.equal((await later)?.seq, 2)
 	assert.equal(await log.wait({ type: 'b', timeoutMs: 10 }), undefined)
 })
+
+test('EventLog: trimmed in chunks, keeping at least the last 20,000; list/wait start after the given seq', async () => {
+	const log = new EventLog()
+	for (let i = 1; i <= 22_000; i++) log.emit(i % 2 ? 'odd' : 'even', { i })
+	assert.equal(log.list({ limit: 1 })[0].seq, 1, 'not trimmed before the slack is used up')
+	log.emit('odd', { i: 22_001 })
+	assert.equal(log.list({ limit: 1 })[0].seq, 2_002, 'trimmed back to the last 20,000')
+	assert.deepEqual(log.list({ after: 21_990, type: 'even' }).map(e => e.seq), [21_992, 21_994, 21_996, 21_998, 22_000])
+	assert.deepEqual(log.list({ after: 100 }).map(e => e.seq).slice(0, 2), [2_002, 2_003])
+	assert.equal(log.list({ after: 22_001 }).length, 0)
+	assert.equal((await log.wait({ type: 'even', after: 21_997 }))?.seq, 21_998)
+	assert.equal((await log.wait({ type: 'even', match: { i: 22_000 } }))?.seq, 22_000)
+})
