@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import random
 import time
@@ -48,7 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from connector.contracts import Account, jid_user
+from connector.contracts import Account, InboundEnvelope, jid_user
 from connector.errors import PublishError, RelayError, SessionOwnedElsewhere
 from connector.inbound import account_from_me, build_envelope, is_lid, is_pn, lid_pairs, pn_lid
 from connector.publish.abstract import InboundPublisher
@@ -888,30 +889,44 @@ class Relay:
             self._schedule_reconnect(s)
 
     async def _on_upsert(self, sid: SessionId, u: MessagesUpsert) -> None:
+        """Hand each message's envelope to the publisher in order, without waiting for each to reach SQS.
+
+        The session's lane handles its next event while the publisher sends: waiting here made one session publish
+        one message per SQS round trip (``make bench``). Waiting would not make anything more durable either: the
+        bridge does not wait for the connector before Baileys acknowledges a message to WhatsApp, and an envelope
+        in the publisher's queue is exactly as volatile as an event still in the lane. Order is kept: the publisher
+        sends (or spools) envelopes in the order they were enqueued. The LID map is fed first, so the function
+        finds the pair when it resolves the event."""
         s = self.sessions.get(sid)
         me = s.me if s is not None else Account()
-        pairs: list[tuple[str, str]] = []
+        pairs = [pair for msg in u.messages for pair in lid_pairs(msg)]
+        await self._feed_lid_map(pairs, "message keys")
         for msg in u.messages:
-            pairs += lid_pairs(msg)
             if msg.message is not None:
                 self._remember(sid, msg.key.model_dump(exclude_none=True), msg.message)
             envelope = build_envelope(msg, session_id=sid, me=me, upsert_type=u.type)
             if envelope is None:
                 continue
             try:
-                await self.publisher.publish(envelope)
+                done = await self.publisher.enqueue(envelope)
             except PublishError as e:
                 self.log.error("event %s (chat %s) not published: %s", envelope.event_id, envelope.chat.jid, e)
                 continue
-            self.events_published += 1
-            self.log.info(
-                "event %s published (chat %s, %s, %s)",
-                envelope.event_id,
-                envelope.chat.jid,
-                envelope.message.type,
-                u.type,
-            )
-        await self._feed_lid_map(pairs, "message keys")
+            done.add_done_callback(functools.partial(self._published, envelope, u.type))
+
+    def _published(self, envelope: InboundEnvelope, upsert_type: str, done: asyncio.Future[None]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            # Only at shutdown: the publisher spools what it has not sent, so this is not a loss.
+            self.log.warning("event %s: publishing interrupted (%s)", envelope.event_id, done)
+            return
+        self.events_published += 1
+        self.log.info(
+            "event %s published (chat %s, %s, %s)",
+            envelope.event_id,
+            envelope.chat.jid,
+            envelope.message.type,
+            upsert_type,
+        )
 
     # ---- stale detection ----------------------------------------------------------------------------------
 

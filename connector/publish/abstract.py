@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 
 from connector.contracts import InboundEnvelope
@@ -29,3 +30,12 @@ class InboundPublisher(ABC):
     @abstractmethod
     async def publish(self, envelope: InboundEnvelope) -> None:
         """Durably hand over one envelope (see the class doc)."""
+
+    async def enqueue(self, envelope: InboundEnvelope) -> asyncio.Future[None]:
+        """Take the envelope in order behind every envelope enqueued before it, without waiting for it to become
+        durable; the future resolves when it is (as ``publish`` would return). Raises ``PublishError`` at once for
+        an envelope that can never be published. Default: ``publish``, then an already resolved future."""
+        await self.publish(envelope)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done

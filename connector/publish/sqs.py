@@ -145,6 +145,10 @@ class SqsPublisher(InboundPublisher):
     # ---- publishing ----
 
     async def publish(self, envelope: InboundEnvelope) -> None:
+        # Shielded: a cancelled caller must not cancel the future the sender resolves (the entry is sent anyway).
+        await asyncio.shield(await self.enqueue(envelope))
+
+    async def enqueue(self, envelope: InboundEnvelope) -> asyncio.Future[None]:
         body = envelope.model_dump_json()
         if len(body.encode()) > SQS_BODY_MAX_BYTES:
             raise PublishError(f"envelope {envelope.event_id} is larger than {SQS_BODY_MAX_BYTES} bytes")
@@ -154,19 +158,23 @@ class SqsPublisher(InboundPublisher):
             "dedup": envelope.event_id,
             "body": body,
         }
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(self._count)
         async with self._lock:
             if self._spool or self._sender is None:
                 # Behind the spool (SQS was failing), or not started: durable on disk, sent by the drainer in order.
                 await asyncio.to_thread(self._append, entry)
                 self._spool.append(entry)
-                self.published += 1
                 self._wake.set()
-                return
-            done = asyncio.get_running_loop().create_future()
+                done.set_result(None)
+                return done
             self._outbox.append((entry, done))
             self._outbox_ready.set()
-        await done
-        self.published += 1
+        return done
+
+    def _count(self, done: asyncio.Future[None]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            self.published += 1
 
     async def _send_forever(self) -> None:
         while True:

@@ -182,7 +182,36 @@ async def test_upserts_notify_and_append_are_published_stubs_are_not(env: Env) -
     envs = env.publisher.envelopes
     assert [(x.message.id, x.upsert_type) for x in envs] == [("A", "notify"), ("B", "append")]
     assert envs[0].me.pn == "15550001111@s.whatsapp.net"
+    await asyncio.sleep(0)  # counted when the publisher reports them durable (a done-callback)
     assert env.relay.events_published == 2
+
+
+class SlowPublisher(MemoryPublisher):
+    """Takes envelopes at once; they become durable only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[asyncio.Future[None]] = []
+
+    async def enqueue(self, envelope: Any) -> asyncio.Future[None]:
+        await self.publish(envelope)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append(done)
+        return done
+
+
+async def test_a_session_does_not_wait_for_each_message_to_reach_the_queue(env: Env) -> None:
+    env.relay.publisher = slow = SlowPublisher()
+    await started(env, "s1")
+    for n in range(3):
+        message = wa_message("88887770001@lid", f"M{n}", alt="15557770001@s.whatsapp.net")
+        await env.bridge.emit("messages.upsert", "s1", {"type": "notify", "messages": [message]})
+    assert [x.message.id for x in slow.envelopes] == ["M0", "M1", "M2"]  # in order, none of them durable yet
+    assert env.relay.events_published == 0
+    for done in slow.pending:
+        done.set_result(None)
+    await asyncio.sleep(0)
+    assert env.relay.events_published == 3
 
 
 async def test_upsert_logs_ids_never_text(env: Env, caplog: pytest.LogCaptureFixture) -> None:
@@ -193,6 +222,7 @@ async def test_upsert_logs_ids_never_text(env: Env, caplog: pytest.LogCaptureFix
             "s1",
             {"type": "notify", "messages": [wa_message("1@s.whatsapp.net", "A", message={"conversation": "SECRETX"})]},
         )
+        await asyncio.sleep(0)  # logged when the publisher reports it durable (a done-callback)
     assert env.publisher.envelopes[0].event_id in caplog.text
     assert "SECRETX" not in caplog.text
 
