@@ -23,7 +23,8 @@
 - stale detection: an ``open`` session that received nothing (no event from the bridge and no frame on its socket,
   ``lastReceivedAt`` in ``session.list``) for ``STALE_AFTER_S``, or no message for ``STALE_MESSAGES_AFTER_S`` (0 =
   off), is flagged ``stale`` with re-link guidance. It is a flag, not a state: the socket may still be fine;
-- publishing: every upserted message (``notify`` and ``append``) becomes an ``InboundEnvelope`` for the publisher;
+- publishing: every upserted message (``notify`` and ``append``) becomes an ``InboundEnvelope`` for the publisher,
+  except the echo of a message this connector sent itself;
 - the LID map, fed from ``lid-mapping.update``, message alt jids, ``lid-mapping`` key writes, ``me`` on open,
   ``messaging-history.set`` mappings and contacts. A LID-map failure is logged and never fails the caller;
 - ``message.get``: a bounded LRU of recently seen message contents (``MESSAGE_CACHE_SIZE`` entries over all sessions,
@@ -75,6 +76,9 @@ from connector.store.abstract import AuthStore, Lease, LeaseLost, LeaseStore, Li
 from connector.tasks import cancel, spawn
 from connector.types import Jid, SessionId
 
+OWN_SENDS_SIZE = 10_000
+"""Our own sends remembered so their echo is not published (needed for seconds; a missed one is only dropped later
+by the function)."""
 LID_PAIR_CACHE_SIZE = 50_000
 """LID/PN pairs remembered as written (about 200 bytes each: 10 MB at most)."""
 MESSAGE_CACHE_SIZE = 5000
@@ -304,6 +308,11 @@ class Relay:
         self.leases_lost_total = 0
         self.stale_total = 0
         self._messages: OrderedDict[tuple[SessionId, str], dict[str, Any]] = OrderedDict()
+        self._own_sends: OrderedDict[tuple[SessionId, str], None] = OrderedDict()
+        """Ids of messages this connector sent (bounded by ``OWN_SENDS_SIZE``). Baileys emits each of our sends back
+        as a ``fromMe`` upsert; publishing it cost an SQS send, a poll, a delete and a function invocation per reply,
+        only for the function to drop it as "own message" (``make bench``, AWS calls section). Messages the account
+        sent from the phone or another device are still published."""
         self._lid_pairs_stored: OrderedDict[tuple[str, str], None] = OrderedDict()
         """LID/PN pairs this process wrote to the LID map, most recent last (bounded by ``LID_PAIR_CACHE_SIZE``).
         Every message of a chat carries the same pair in its alt jids; writing it again for each message was two
@@ -509,6 +518,9 @@ class Relay:
                 quoted = cached["key"]
             else:
                 s.log.info("quoted message %s not in the cache; sending without the quote", quoted_id)
+        if message_id:
+            # Before the send: Baileys emits the echo upsert before the bridge answers.
+            self._own_send(sid, message_id)
         try:
             result = await self.bridge.send_message(
                 sid,
@@ -525,6 +537,8 @@ class Relay:
             raise BridgeUnavailable(str(e)) from e
         self.replies_sent += 1
         sent_id = result.key.id or message_id or ""
+        if sent_id and sent_id != message_id:
+            self._own_send(sid, sent_id)  # an id Baileys chose: its echo may already have been published
         s.log.info("message %s sent to %s", sent_id, to)
         return sent_id
 
@@ -739,6 +753,12 @@ class Relay:
         message = entry["message"]
         return dict(message) if isinstance(message, dict) else None
 
+    def _own_send(self, session: SessionId, message_id: str) -> None:
+        self._own_sends[(session, message_id)] = None
+        self._own_sends.move_to_end((session, message_id))
+        while len(self._own_sends) > OWN_SENDS_SIZE:
+            self._own_sends.popitem(last=False)
+
     def _remember(self, session: SessionId, key: dict[str, Any], message: dict[str, Any]) -> None:
         msg_id = key.get("id")
         if not msg_id:
@@ -904,6 +924,9 @@ class Relay:
         for msg in u.messages:
             if msg.message is not None:
                 self._remember(sid, msg.key.model_dump(exclude_none=True), msg.message)
+            if msg.key.fromMe and (sid, msg.key.id or "") in self._own_sends:
+                self.log.debug("echo of our own send %s not published", msg.key.id)
+                continue
             envelope = build_envelope(msg, session_id=sid, me=me, upsert_type=u.type)
             if envelope is None:
                 continue

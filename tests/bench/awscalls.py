@@ -52,15 +52,15 @@ ABOVE: dict[tuple[str, str], str] = {
         "downstream, one poll, one delete and one invocation"
     ),
     ("connector", "SendMessageBatch"): (
-        "the relay's own replies come back from Baileys as `fromMe` upserts and are published like any message; the "
-        'function then drops them ("event skipped: own message"). Avoidable: the connector could leave out the '
-        "messages it sent itself (their ids derive from reply ids), saving per reply one send and, downstream, one "
-        "poll, one delete and one invocation"
+        "messages that arrive apart are sent apart (the publisher never waits to fill a batch). The echoes of the "
+        "relay's own replies, which Baileys emits as `fromMe` upserts, are no longer published (they were: one more "
+        "send, poll, delete and invocation per reply, for the function to drop)"
     ),
     ("connector", "GetItem"): (
-        "the sent-record check before each reply (`ReplyLog.sent_message_id`). Only a redelivered reply can have "
-        "been sent before, so on a first receive (`ApproximateReceiveCount` = 1) it could be skipped; the catch is "
-        "a reply re-enqueued by the function after SQS's 5-minute dedup window, which would then be sent twice"
+        "the sent-record check before each reply (`ReplyLog.sent_message_id`), kept on purpose. Only a redelivered "
+        "reply can have been sent before, so on a first receive (`ApproximateReceiveCount` = 1) it could be skipped; "
+        "but a reply the function re-enqueues after SQS's 5-minute dedup window (a retried invocation) arrives with "
+        "a receive count of 1 and would then be sent twice: one read per reply buys no duplicate replies"
     ),
     ("connector", "BatchGetItem"): (
         "Baileys reads the contact's `tctoken` (privacy token) key when it sends; a key that is absent is not "

@@ -337,6 +337,19 @@ async def test_send_requires_open_and_passes_to_unchanged(env: Env) -> None:
     assert env.bridge.sent[0]["content"] == {"text": "hi"}
 
 
+async def test_the_echo_of_our_own_send_is_not_published_but_the_phones_own_messages_are(env: Env) -> None:
+    await started(env, "s1")
+    await env.bridge.emit("connection.update", "s1", OPEN)
+    await env.relay.send_text(S1, "88887770001@lid", "reply", message_id="3EB0REPLY")
+    api_id = await env.relay.send_text(S1, "88887770001@lid", "from the API")  # the id Baileys chose
+    echoes = [wa_message("88887770001@lid", mid, from_me=True) for mid in ("3EB0REPLY", api_id)]
+    typed_on_the_phone = wa_message("88887770001@lid", "3EB0PHONE", from_me=True)
+    await env.bridge.emit("messages.upsert", "s1", {"type": "append", "messages": [*echoes, typed_on_the_phone]})
+    assert [e.message.id for e in env.publisher.envelopes] == ["3EB0PHONE"]
+    # Still answerable when a recipient asks Baileys for a retry.
+    assert await env.relay.message_get(S1, MessageKey(remoteJid="88887770001@lid", fromMe=True, id="3EB0REPLY"))
+
+
 async def test_delete_stops_and_wipes(env: Env) -> None:
     await started(env, "s1")
     await env.relay.keys_set(S1, {"session": {"a": {"x": 1}}})
