@@ -407,11 +407,16 @@ async function deliver(sessions, messages) {
 				if (text === null || !expected.delete(text)) continue
 				received++
 				lastReceivedMs = Date.now()
-				if (!expected.size) allIn()
+				if (!expected.size) {
+					cpuAtLast = process.cpuUsage()
+					allIn()
+				}
 			}
 		}
 	}
 	const firstSendMs = Date.now()
+	const cpuBefore = process.cpuUsage()
+	let cpuAtLast = cpuBefore
 	const sending = (async () => {
 		for (let i = 0; i < messages.length; i += MAX_BATCH) await post('/messages/send-batch', { messages: messages.slice(i, i + MAX_BATCH) })
 		return (Date.now() - firstSendMs) / 1000
@@ -429,7 +434,10 @@ async function deliver(sessions, messages) {
 		clearTimeout(timer)
 	}
 	for (const s of sessions) s.handlers.onNotify = undefined
-	return { firstSendMs, lastReceivedMs, received, sendS: await sending }
+	// This process's CPU (user + system) from the first send to the last message: what bare Baileys costs per
+	// message, beside the relay's connector and bridge processes.
+	const cpuS = (cpuAtLast.user - cpuBefore.user + cpuAtLast.system - cpuBefore.system) / 1e6
+	return { firstSendMs, lastReceivedMs, received, sendS: await sending, cpuS }
 }
 
 /**
@@ -466,6 +474,8 @@ async function throughput(sessions) {
 		received: r.received,
 		msg_per_s: round(r.received / elapsedS, 1),
 		send_s: round(r.sendS, 3),
+		cpu_s: round(r.cpuS, 3),
+		cpu_ms_per_msg: round((r.cpuS * 1000) / Math.max(r.received, 1), 3),
 		keys_persisted_ms: persistedMs,
 		persisted_elapsed_s: round(persistedS, 3),
 		persisted_msg_per_s: round(r.received / persistedS, 1),
