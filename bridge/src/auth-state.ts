@@ -21,11 +21,11 @@ import {
 } from 'baileys'
 import type { Logger } from 'pino'
 import { RpcError, validateBridgeResult, type JsonObject } from './protocol.js'
-import { errText } from './rpc.js'
+import { errText, type JsonReplacer } from './rpc.js'
 
-/** the part of RpcPeer this module needs (tests pass a fake) */
+/** the part of RpcPeer this module needs (tests pass a fake); `replacer` is applied when the params are written */
 export interface Caller {
-	call(method: string, params: object, timeoutMs?: number): Promise<unknown>
+	call(method: string, params: object, timeoutMs?: number, replacer?: JsonReplacer): Promise<unknown>
 }
 
 /** a value into its wire form: Buffers become {"type": "Buffer", "data": base64}, protobuf objects their JSON form */
@@ -149,16 +149,21 @@ export class RpcAuthState {
 		for (const [type, entries] of Object.entries(data)) {
 			if (!entries) continue
 			const out: Record<string, unknown> = {}
+			let n = 0
 			for (const [id, value] of Object.entries(entries)) {
 				// JSON drops undefined: a delete must stay an explicit null
-				out[id] = value === undefined || value === null ? null : encodeWire(value)
-				count++
+				out[id] = value === undefined || value === null ? null : value
+				n++
 			}
-			if (Object.keys(out).length) wire[type] = out
+			if (n) wire[type] = out
+			count += n
 		}
 		if (count === 0) return
 		this.log.trace({ types: Object.keys(wire), count }, 'keys.set')
-		validateBridgeResult('keys.set', await this.rpc.call('keys.set', { session: this.session, data: wire }))
+		// The values go out in BufferJSON form, the same text encodeWire gives, converted by the replacer as the line is
+		// written: one JSON.stringify per keys.set instead of a stringify + parse per value and a stringify of the line.
+		const answer = await this.rpc.call('keys.set', { session: this.session, data: wire }, undefined, BufferJSON.replacer)
+		validateBridgeResult('keys.set', answer)
 	}
 
 	private track<T>(p: Promise<T>): Promise<T> {

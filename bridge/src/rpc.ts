@@ -12,6 +12,9 @@ export const DEFAULT_CALL_TIMEOUT_MS = 30_000
 
 export type Handler = (params: Record<string, unknown>, ctx: { id: string; method: string }) => unknown
 
+/** a JSON.stringify replacer, applied while a message is written (e.g. BufferJSON.replacer for key-store values) */
+export type JsonReplacer = (this: unknown, key: string, value: unknown) => unknown
+
 export interface RpcPeerOptions {
 	logger: Logger
 	/** default timeout of outgoing calls (BRIDGE_RPC_TIMEOUT_MS) */
@@ -86,8 +89,12 @@ export class RpcPeer {
 		return this.pending.size
 	}
 
-	/** send a request and wait for its answer; rejects with RpcError (the peer's error, `timeout`, or `not_connected`) */
-	call(method: string, params: object, timeoutMs = this.timeoutMs): Promise<unknown> {
+	/**
+	 * send a request and wait for its answer; rejects with RpcError (the peer's error, `timeout`, or `not_connected`).
+	 * `replacer` is applied when the line is written: values are converted in the one JSON.stringify of the line
+	 * instead of a stringify + parse of their own beforehand.
+	 */
+	call(method: string, params: object, timeoutMs = this.timeoutMs, replacer?: JsonReplacer): Promise<unknown> {
 		if (!this.readable || !this.writable) {
 			return Promise.reject(new RpcError('not_connected', `protocol stream closed, ${method} not sent`))
 		}
@@ -98,7 +105,7 @@ export class RpcPeer {
 				reject(new RpcError('timeout', `${method} (${id}) got no answer within ${timeoutMs} ms`))
 			}, timeoutMs)
 			this.pending.set(id, { method, resolve, reject, timer })
-			if (!this.send({ id, method, params })) {
+			if (!this.send({ id, method, params }, replacer)) {
 				clearTimeout(timer)
 				this.pending.delete(id)
 				reject(new RpcError('not_connected', `protocol stream closed, ${method} not sent`))
@@ -112,11 +119,11 @@ export class RpcPeer {
 	}
 
 	/** write one message as one line; false when the stream cannot be written any more */
-	send(msg: object): boolean {
+	send(msg: object, replacer?: JsonReplacer): boolean {
 		if (!this.writable) return false
 		let line: string
 		try {
-			line = JSON.stringify(msg) + '\n'
+			line = JSON.stringify(msg, replacer) + '\n'
 		} catch (err) {
 			this.log.error({ err: (err as Error).message }, 'message could not be serialized')
 			throw err

@@ -10,8 +10,10 @@ function fakeConnector({ delayMs = 0 } = {}) {
 	const keys = {}
 	const release = []
 	const caller = {
-		async call(method, params) {
-			calls.push({ method, params: JSON.parse(JSON.stringify(params)) })
+		async call(method, params, _timeoutMs, replacer) {
+			// what the connector receives: the params as written on the wire (with the caller's replacer)
+			params = JSON.parse(JSON.stringify(params, replacer))
+			calls.push({ method, params })
 			if (delayMs) await new Promise(r => setTimeout(r, delayMs))
 			if (method === 'keys.get') {
 				const t = keys[params.type] || {}
@@ -49,6 +51,23 @@ test('keys.set sends BufferJSON values and null deletes; keys.get revives them b
 	assert.deepEqual(Object.keys(got), ['1'])
 	assert.ok(Buffer.isBuffer(got['1'].private))
 	assert.deepEqual([...got['1'].private], [4, 5, 6])
+})
+
+test('keys.set writes every value exactly as encodeWire would (Buffers, Uint8Arrays, protobuf objects, nesting)', async () => {
+	const c = fakeConnector()
+	const auth = new RpcAuthState('s1', c.caller, silentLogger, initAuthCreds())
+	const values = {
+		session: { 'a.0': { _sessions: { k: { chain: [Buffer.from([1]), new Uint8Array([2, 3])], n: 7, s: 'x', u: undefined } } } },
+		'app-state-sync-key': { 'AAAAAA+/=': proto.Message.AppStateSyncKeyData.fromObject({ keyData: Buffer.from([9, 9]), timestamp: 5 }) },
+		'pre-key': { 5: { public: new Uint8Array([4]), private: Buffer.alloc(0) } }
+	}
+	await auth.keys.set(values)
+	const set = c.calls.find(x => x.method === 'keys.set')
+	const expected = {}
+	for (const [type, entries] of Object.entries(values)) {
+		expected[type] = Object.fromEntries(Object.entries(entries).map(([id, v]) => [id, encodeWire(v)]))
+	}
+	assert.deepEqual(set.params, { session: 's1', data: expected })
 })
 
 test('app-state-sync-key values are revived as AppStateSyncKeyData', async () => {

@@ -107,6 +107,12 @@ def _cancellation_codes(e: BaseException) -> list[str] | None:
     return []
 
 
+def _key_id(key: Item) -> tuple[Any, ...]:
+    """A hashable identity of an item key (``{"pk": {"S": "a"}, "sk": {"S": "b"}}`` → ``(("pk", "S", "a"), …)``), for
+    deduplicating the keys of one batch."""
+    return tuple(sorted((name, *next(iter(value.items()))) for name, value in key.items()))
+
+
 def _value_size(value: dict[str, Any]) -> int:
     """DynamoDB's size of one attribute value, slightly over-estimated."""
     (kind, v), *_ = value.items()
@@ -228,7 +234,7 @@ class _DynamoComponent:
 
     async def _batch_get(self, keys: list[Item], what: str) -> list[Item]:
         """Every existing item of ``keys`` (duplicates removed: DynamoDB rejects a batch that repeats a key)."""
-        unique = list({json.dumps(k, sort_keys=True): k for k in keys}.values())
+        unique = list({_key_id(k): k for k in keys}.values())
         found: list[Item] = []
         for start in range(0, len(unique), DYNAMODB_BATCH_GET_MAX):
             # A stale read of a Signal session breaks the ratchet (Bad MAC): every read is strongly consistent.
@@ -254,9 +260,9 @@ class _DynamoComponent:
     async def _batch_write(self, requests: list[tuple[Item, dict[str, Any], str]]) -> None:
         """Put/delete ``(key, request, label)``s in batches of 25, retrying unprocessed items; returns only when
         all are written. The last request for a key wins (a batch naming one key twice is rejected)."""
-        unique: dict[str, tuple[dict[str, Any], str]] = {}
+        unique: dict[tuple[Any, ...], tuple[dict[str, Any], str]] = {}
         for key, request, label in requests:
-            k = json.dumps(key, sort_keys=True)
+            k = _key_id(key)
             unique.pop(k, None)  # keep the order of the last write
             unique[k] = (request, label)
         ordered = list(unique.values())
@@ -478,9 +484,9 @@ class DynamoAuthStore(_DynamoComponent, AuthStore, LeaseStore):
         if fence is None:
             await self._batch_write(requests)
             return
-        unique: dict[str, tuple[dict[str, Any], str, int]] = {}
+        unique: dict[tuple[Any, ...], tuple[dict[str, Any], str, int]] = {}
         for key, request, label in requests:
-            k = json.dumps(key, sort_keys=True)
+            k = _key_id(key)
             unique.pop(k, None)  # keep the order of the last write
             if "PutRequest" in request:
                 item = request["PutRequest"]["Item"]
