@@ -162,6 +162,10 @@ def render(
         targets_table(results),
         "",
     ]
+    changes = ROOT / "docs" / "bench-changes.md"
+    if changes.exists() and not tiny:
+        # Hand-written: what the measurements made us change, with before/after figures (kept across runs).
+        lines += ["## What these measurements changed", "", changes.read_text().strip(), ""]
     if failures:
         lines += ["Sections that did not complete: " + "; ".join(f"{k}: {v}" for k, v in failures.items()), ""]
     if chart is not None:
