@@ -48,7 +48,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from connector.contracts import Account, InboundEnvelope, jid_user
 from connector.errors import PublishError, RelayError, SessionOwnedElsewhere
@@ -82,6 +82,20 @@ by the function)."""
 LID_PAIR_CACHE_SIZE = 50_000
 """LID/PN pairs remembered as written (about 200 bytes each: 10 MB at most)."""
 MESSAGE_CACHE_SIZE = 5000
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _lru_put(cache: OrderedDict[_K, _V], key: _K, value: _V, limit: int) -> None:
+    """Put ``key`` as the most recent entry of ``cache`` and drop the oldest beyond ``limit``."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)
+
+
 LOGGED_OUT_CODES = frozenset({401, 403, 411, 419})
 RESTART_REQUIRED = 515
 CONNECTION_REPLACED = 440
@@ -754,19 +768,13 @@ class Relay:
         return dict(message) if isinstance(message, dict) else None
 
     def _own_send(self, session: SessionId, message_id: str) -> None:
-        self._own_sends[(session, message_id)] = None
-        self._own_sends.move_to_end((session, message_id))
-        while len(self._own_sends) > OWN_SENDS_SIZE:
-            self._own_sends.popitem(last=False)
+        _lru_put(self._own_sends, (session, message_id), None, OWN_SENDS_SIZE)
 
     def _remember(self, session: SessionId, key: dict[str, Any], message: dict[str, Any]) -> None:
         msg_id = key.get("id")
         if not msg_id:
             return
-        self._messages[(session, msg_id)] = {"key": key, "message": message}
-        self._messages.move_to_end((session, msg_id))
-        while len(self._messages) > self.message_cache_size:
-            self._messages.popitem(last=False)
+        _lru_put(self._messages, (session, msg_id), {"key": key, "message": message}, self.message_cache_size)
 
     async def _feed_lid_map(self, pairs: list[tuple[str, str]], source: str) -> None:
         unique: list[tuple[str, str]] = sorted(set(pairs) - self._lid_pairs_stored.keys())
@@ -778,10 +786,7 @@ class Relay:
             self.log.warning("LID map write of %d pairs from %s failed: %s", len(unique), source, e)
             return
         for pair in unique:
-            self._lid_pairs_stored[pair] = None
-            self._lid_pairs_stored.move_to_end(pair)
-        while len(self._lid_pairs_stored) > LID_PAIR_CACHE_SIZE:
-            self._lid_pairs_stored.popitem(last=False)
+            _lru_put(self._lid_pairs_stored, pair, None, LID_PAIR_CACHE_SIZE)
 
     # ---- BridgeHost: events -------------------------------------------------------------------------------
 
