@@ -23,15 +23,15 @@ from typing import Any
 import segno
 from aiohttp import web
 
-from connector.relay import (
-    BridgeUnavailable,
-    OwnedElsewhere,
-    Relay,
-    SessionAlreadyExists,
+from connector.errors import (
+    SessionExists,
+    SessionNotFound,
+    SessionNotOpen,
     SessionNotReady,
-    SessionState,
-    UnknownSession,
+    SessionOwnedElsewhere,
+    SidecarNotConnected,
 )
+from connector.relay import Relay, SessionState
 from connector.sidecar.types import SESSION_ID_PATTERN
 from connector.types import SessionId
 
@@ -63,12 +63,18 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 
 
 _RELAY_ERRORS: dict[type[Exception], tuple[int, str]] = {
-    UnknownSession: (404, "session_not_found"),
-    SessionAlreadyExists: (409, "session_exists"),
+    SessionNotFound: (404, "session_not_found"),
+    SessionExists: (409, "session_exists"),
     SessionNotReady: (409, "session_not_ready"),
-    OwnedElsewhere: (409, "session_owned_elsewhere"),
-    BridgeUnavailable: (503, "bridge_unavailable"),
+    SessionNotOpen: (409, "session_not_open"),
+    SessionOwnedElsewhere: (409, "session_owned_elsewhere"),
+    SidecarNotConnected: (503, "bridge_unavailable"),
 }
+
+
+def _status_of(e: Exception) -> tuple[int, str]:
+    """The status of the most specific class of ``e`` in the table."""
+    return next(_RELAY_ERRORS[c] for c in type(e).__mro__ if c in _RELAY_ERRORS)
 
 
 @web.middleware
@@ -85,7 +91,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
         return error_response(e.status, code, e.reason)
     except tuple(_RELAY_ERRORS) as e:
-        status, code = _RELAY_ERRORS[type(e)]
+        status, code = _status_of(e)
         return error_response(status, code, str(e))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)

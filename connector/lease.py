@@ -20,8 +20,8 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
-from connector.errors import StoreError
-from connector.store.abstract import AuthStore, Lease, LeaseLost, LeaseStore
+from connector.errors import LeaseLost, StoreError
+from connector.store.abstract import AuthStore, Lease, LeaseStore
 from connector.tasks import cancel, spawn
 from connector.types import SessionId
 

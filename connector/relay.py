@@ -51,16 +51,21 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from connector.contracts import Account, InboundEnvelope, jid_user
-from connector.errors import PublishError, RelayError, SessionOwnedElsewhere
-from connector.inbound import account_from_me, build_envelope, is_lid, is_pn, lid_pairs, pn_lid
-from connector.publish.abstract import InboundPublisher
-from connector.sidecar.errors import (
+from connector.errors import (
+    LeaseLost,
+    PublishError,
     SessionExists,
+    SessionGone,
     SessionNotFound,
     SessionNotOpen,
+    SessionNotReady,
+    SessionOwnedElsewhere,
     SidecarError,
     SidecarNotConnected,
 )
+from connector.inbound import account_from_me, build_envelope, is_lid, is_pn, lid_pairs, pn_lid
+from connector.publish.abstract import InboundPublisher
+from connector.sidecar.errors import NoSocket, SocketExists
 from connector.sidecar.types import (
     ConnectionUpdate,
     LidMappingUpdate,
@@ -72,7 +77,7 @@ from connector.sidecar.types import (
     WireModel,
 )
 from connector.startqueue import FlapBreaker, StartQueue, backoff
-from connector.store.abstract import AuthStore, Lease, LeaseLost, LeaseStore, LidMapStore
+from connector.store.abstract import AuthStore, Lease, LeaseStore, LidMapStore
 from connector.tasks import cancel, spawn
 from connector.types import Jid, SessionId
 
@@ -122,35 +127,6 @@ class SessionState(enum.StrEnum):
 
 
 TERMINAL = frozenset({SessionState.LOGGED_OUT, SessionState.CONFLICT, SessionState.STOPPED})
-
-
-# ---- errors the API maps to statuses ----
-
-
-class SessionAlreadyExists(RelayError):
-    """``create`` for a session id that is already known (HTTP 409)."""
-
-
-class UnknownSession(RelayError):
-    """No session with that id (HTTP 404)."""
-
-
-class SessionNotReady(RelayError):
-    """The session cannot do that in its current state, e.g. send while not ``open`` (HTTP 409)."""
-
-
-class OwnedElsewhere(SessionNotReady, SessionOwnedElsewhere):
-    """Another connector holds the session's lease (HTTP 409 ``session_owned_elsewhere``). The outbound consumer
-    may hand such a reply back at once instead of backing off: the owner is the one that can send it."""
-
-
-class BridgeUnavailable(RelayError):
-    """The bridge process is not running right now (HTTP 503)."""
-
-
-class SessionGone(RelayError):
-    """A key or creds write for a session that was deleted, logged out or wiped: refused, so nothing of it is
-    written back after the wipe (the bridge gets an error answer)."""
 
 
 # ---- what the relay needs from the lease keeper (``connector.lease.LeaseKeeper`` has it; tests pass a fake) ----
@@ -403,7 +379,7 @@ class Relay:
         try:
             return self.sessions[sid]
         except KeyError:
-            raise UnknownSession(f"no session {sid}") from None
+            raise SessionNotFound(f"no session {sid}") from None
 
     def _adopt(self, sid: SessionId) -> None:
         """Queue a session found in the store (at boot, or later by discovery)."""
@@ -433,9 +409,9 @@ class Relay:
         was logged out or wiped (pairing expired) may be created again: it starts clean."""
         old = self.sessions.get(sid)
         if old is not None and not (old.wiped and old.state in TERMINAL):
-            raise SessionAlreadyExists(f"session {sid} already exists")
+            raise SessionExists(f"session {sid} already exists")
         if old is None and await self.auth.get_creds(sid) is not None:
-            raise SessionAlreadyExists(f"session {sid} already exists")
+            raise SessionExists(f"session {sid} already exists")
         if old is not None:
             await cancel(old.retry)
             await self.auth.delete_session(sid)  # anything written since the wipe
@@ -453,9 +429,9 @@ class Relay:
         that connector runs."""
         s = self.sessions.get(sid)
         if s is None and await self.auth.get_creds(sid) is None:
-            raise UnknownSession(f"no session {sid}")
+            raise SessionNotFound(f"no session {sid}")
         if s is not None and s.owner is not None:
-            raise OwnedElsewhere(f"session {sid} is owned by connector {s.owner}; delete it there")
+            raise SessionOwnedElsewhere(f"session {sid} is owned by connector {s.owner}; delete it there")
         self.sessions.pop(sid, None)  # from here on, writes from the bridge for it are refused
         self._deleting.add(sid)  # and discovery must not adopt it again before the store is wiped
         try:
@@ -475,14 +451,12 @@ class Relay:
         """Unlink the device on WhatsApp (when the socket is open), then forget the session like ``delete``."""
         s = self.get(sid)
         if s.owner is not None:
-            raise OwnedElsewhere(f"session {sid} is owned by connector {s.owner}; log it out there")
+            raise SessionOwnedElsewhere(f"session {sid} is owned by connector {s.owner}; log it out there")
         if s.state == SessionState.OPEN:
             try:
                 await self.bridge.logout(sid)
-            except (SessionNotOpen, SessionNotFound) as e:
+            except SessionNotReady as e:
                 s.log.warning("logout on WhatsApp not possible (%s); wiping locally only", e)
-            except SidecarNotConnected as e:
-                raise BridgeUnavailable(str(e)) from e
         else:
             s.log.info("not open (%s): nothing to unlink on WhatsApp; wiping locally", s.state.value)
         await self.delete(sid)
@@ -497,14 +471,7 @@ class Relay:
                 f"session {sid} is {s.state.value}: a pairing code can only be requested while the QR window is open "
                 "(state qr); create the session (again) and wait for state qr"
             )
-        try:
-            code = await self.bridge.request_pairing_code(sid, phone)
-        except SidecarNotConnected as e:
-            raise BridgeUnavailable(str(e)) from e
-        except SidecarError as e:
-            if getattr(e, "code", "") in ("pairing_not_ready", "already_paired", "session_not_found"):
-                raise SessionNotReady(str(e)) from e
-            raise
+        code = await self.bridge.request_pairing_code(sid, phone)
         s.state = SessionState.PAIRING_CODE
         s.log.info("pairing code issued")
         return code
@@ -523,9 +490,9 @@ class Relay:
         ``quoted_id`` looks the key up among recently seen messages (sent without a quote if unknown)."""
         s = self.get(sid)
         if s.owner is not None:
-            raise OwnedElsewhere(f"session {sid} is owned by connector {s.owner}")
+            raise SessionOwnedElsewhere(f"session {sid} is owned by connector {s.owner}")
         if s.state != SessionState.OPEN:
-            raise SessionNotReady(f"session {sid} is {s.state.value}, not open")
+            raise SessionNotOpen(f"session {sid} is {s.state.value}, not open")
         if quoted is None and quoted_id:
             cached = self._messages.get((sid, quoted_id))
             if cached is not None:
@@ -535,20 +502,13 @@ class Relay:
         if message_id:
             # Before the send: Baileys emits the echo upsert before the bridge answers.
             self._own_send(sid, message_id)
-        try:
-            result = await self.bridge.send_message(
-                sid,
-                Jid(to),
-                {"text": text},
-                message_id=message_id,
-                quoted={"key": quoted} if quoted else None,
-            )
-        except SessionNotOpen as e:
-            raise SessionNotReady(str(e)) from e
-        except SessionNotFound as e:
-            raise SessionNotReady(str(e)) from e
-        except SidecarNotConnected as e:
-            raise BridgeUnavailable(str(e)) from e
+        result = await self.bridge.send_message(
+            sid,
+            Jid(to),
+            {"text": text},
+            message_id=message_id,
+            quoted={"key": quoted} if quoted else None,
+        )
         self.replies_sent += 1
         sent_id = result.key.id or message_id or ""
         if sent_id and sent_id != message_id:
@@ -605,7 +565,7 @@ class Relay:
         s.log.info("connecting (%s creds)", "stored" if creds else "new")
         try:
             await self.bridge.start_session(sid, creds)
-        except SessionExists:
+        except SocketExists:
             s.log.info("the bridge still has a socket for it; restarting it")
             await self._stop_socket(sid)
             await self.bridge.start_session(sid, creds)
@@ -621,7 +581,7 @@ class Relay:
     async def _stop_socket(self, sid: SessionId) -> None:
         try:
             await self.bridge.stop_session(sid)
-        except (SessionNotFound, SidecarNotConnected):
+        except (NoSocket, SidecarNotConnected):
             pass
         except SidecarError as e:
             self.log.warning("stopping the socket of %s failed: %s", sid, e)

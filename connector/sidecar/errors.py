@@ -1,26 +1,43 @@
-"""Errors of the bridge sidecar. Error codes the bridge sends are mapped to classes through one table."""
+"""The bridge's error answers as exceptions, mapped from their wire ``code`` through one table.
+
+The classes are named after what the bridge means (its sessions are sockets). Those that mean "the session cannot do
+that now" also derive from ``SessionNotReady`` (``connector.errors``), so the session manager and the API handle a
+refusal the same way whether the manager or the bridge noticed it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from connector.errors import RelayError
+from connector.errors import (
+    SessionNotOpen,
+    SessionNotReady,
+    SidecarError,
+    SidecarNotConnected,
+    SidecarProtocolError,
+    SidecarTimeout,
+)
 
-
-class SidecarError(RelayError):
-    """Anything that went wrong talking to the Node bridge."""
-
-
-class SidecarNotConnected(SidecarError):
-    """The bridge process is not running, or its pipe closed before the call completed."""
-
-
-class SidecarTimeout(SidecarError):
-    """The bridge did not answer a call in time."""
-
-
-class SidecarProtocolError(SidecarError):
-    """The bridge spoke a protocol version or shape this connector does not understand."""
+__all__ = [
+    "RESPONSE_ERRORS",
+    "AlreadyPaired",
+    "BridgeTimeout",
+    "InvalidParams",
+    "InvalidRequest",
+    "MethodNotFound",
+    "NoSocket",
+    "PairingNotReady",
+    "ParseError",
+    "ShuttingDown",
+    "SidecarError",
+    "SidecarNotConnected",
+    "SidecarProtocolError",
+    "SidecarResponseError",
+    "SidecarTimeout",
+    "SocketExists",
+    "SocketNotOpen",
+    "make_response_error",
+]
 
 
 class SidecarResponseError(SidecarError):
@@ -51,25 +68,29 @@ class InvalidParams(SidecarResponseError):
     code = "invalid_params"
 
 
-class SessionNotFound(SidecarResponseError):
+class NoSocket(SidecarResponseError, SessionNotReady):
+    """The bridge runs no socket for the session (wire code ``session_not_found``)."""
+
     code = "session_not_found"
 
 
-class SessionExists(SidecarResponseError):
+class SocketExists(SidecarResponseError):
+    """``session.start`` for a session whose socket is still running (wire code ``session_exists``)."""
+
     code = "session_exists"
 
 
-class SessionNotOpen(SidecarResponseError):
+class SocketNotOpen(SidecarResponseError, SessionNotOpen):
     """The session's socket is not ``open`` (wire code ``not_connected``)."""
 
     code = "not_connected"
 
 
-class PairingNotReady(SidecarResponseError):
+class PairingNotReady(SidecarResponseError, SessionNotReady):
     code = "pairing_not_ready"
 
 
-class AlreadyPaired(SidecarResponseError):
+class AlreadyPaired(SidecarResponseError, SessionNotReady):
     code = "already_paired"
 
 
@@ -88,9 +109,9 @@ RESPONSE_ERRORS: dict[str, type[SidecarResponseError]] = {
         InvalidRequest,
         MethodNotFound,
         InvalidParams,
-        SessionNotFound,
-        SessionExists,
-        SessionNotOpen,
+        NoSocket,
+        SocketExists,
+        SocketNotOpen,
         PairingNotReady,
         AlreadyPaired,
         BridgeTimeout,

@@ -1,28 +1,22 @@
-"""Stores behind small interfaces: an in-memory implementation and (for deployment) a DynamoDB one."""
+"""Stores behind small interfaces (``abstract``), each with an in-memory twin (``memory``) and a DynamoDB
+implementation (``connector.store.dynamodb``). The DynamoDB package is not imported here, so code that only needs the
+interfaces or the memory stores never loads aioboto3."""
 
 from connector.store.abstract import (
     AuthStore,
-    CredsConflict,
     CredsStore,
     Lease,
-    LeaseLost,
     LeaseStore,
     LidMapStore,
     ReplyLog,
     SignalKeyStore,
 )
-from connector.store.dynamodb import DynamoAuthStore, DynamoLidMapStore, DynamoReplyLog
 from connector.store.memory import MemoryAuthStore, MemoryLidMapStore, MemoryReplyLog
 
 __all__ = [
     "AuthStore",
-    "CredsConflict",
     "CredsStore",
-    "DynamoAuthStore",
-    "DynamoLidMapStore",
-    "DynamoReplyLog",
     "Lease",
-    "LeaseLost",
     "LeaseStore",
     "LidMapStore",
     "MemoryAuthStore",

@@ -6,13 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from connector.errors import StoreError
 from connector.types import SessionId
-
-
-class CredsConflict(StoreError):
-    """The creds were changed by another writer since this store last read or wrote them (optimistic ``version``
-    check). The write did not happen; the caller must re-read the creds before writing again."""
 
 
 class CredsStore(ABC):
@@ -96,11 +90,6 @@ class Lease:
     token: int
     expires_at: float
     """Unix seconds."""
-
-
-class LeaseLost(StoreError):
-    """This connector no longer owns the session: its lease expired and was taken, or was released. Every write
-    fenced with the old token fails with this, and the session's socket must be closed at once."""
 
 
 class LeaseStore(ABC):

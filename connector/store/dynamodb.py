@@ -45,7 +45,7 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from connector.aws import open_client
 from connector.contracts import jid_user, lid_map_key_for_lid, lid_map_key_for_pn
-from connector.errors import StoreError
+from connector.errors import CredsConflict, LeaseLost, StoreError
 from connector.resources import (
     AUTH_TABLE,
     DYNAMODB_BATCH_GET_MAX,
@@ -55,7 +55,7 @@ from connector.resources import (
     IDEMPOTENCY_TABLE,
     LID_MAP_TABLE,
 )
-from connector.store.abstract import AuthStore, CredsConflict, Lease, LeaseLost, LeaseStore, LidMapStore, ReplyLog
+from connector.store.abstract import AuthStore, Lease, LeaseStore, LidMapStore, ReplyLog
 from connector.types import SessionId
 
 Item = dict[str, Any]

@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 from connector.contracts import jid_user
-from connector.errors import StoreError
-from connector.store.abstract import AuthStore, Lease, LeaseLost, LeaseStore, LidMapStore, ReplyLog
+from connector.errors import LeaseLost, StoreError
+from connector.store.abstract import AuthStore, Lease, LeaseStore, LidMapStore, ReplyLog
 from connector.types import SessionId
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from connector.sidecar.errors import SessionExists, SessionNotFound
+from connector.sidecar.errors import NoSocket, SocketExists
 from connector.types import Jid, SessionId
 from tests.conftest import StartBridge
 from tests.support.flows import pair_by_qr
@@ -65,7 +65,7 @@ async def test_stop_closes_on_request_without_logging_out(start_bridge: StartBri
     me = new_person()
     session = SessionId("stop")
     await pair_by_qr(run, wasim, session, me)
-    with pytest.raises(SessionExists):
+    with pytest.raises(SocketExists):
         await run.client.start_session(session, await run.host.store.get_creds(session))
     mark = run.host.cursor()
 
@@ -74,9 +74,9 @@ async def test_stop_closes_on_request_without_logging_out(start_bridge: StartBri
     closed = await run.host.wait_connection(session, lambda u: u.connection == "close", after=mark)
     assert closed.requested is True
     assert (await run.client.list_sessions()).sessions == []
-    with pytest.raises(SessionNotFound):
+    with pytest.raises(NoSocket):
         await run.client.stop_session(session)
-    with pytest.raises(SessionNotFound):
+    with pytest.raises(NoSocket):
         await run.client.send_message(session, Jid("15550000000@s.whatsapp.net"), {"text": "nobody home"})
     # Not logged out: the same creds log in again.
     mark = run.host.cursor()

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from connector.resources import AUTH_TABLE
-from connector.store import DynamoAuthStore, MemoryAuthStore
+from connector.store import MemoryAuthStore
+from connector.store.dynamodb import DynamoAuthStore
 
 Store = MemoryAuthStore | DynamoAuthStore
 """Both are an AuthStore and a LeaseStore."""

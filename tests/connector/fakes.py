@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from connector.sidecar.errors import SessionNotOpen
+from connector.sidecar.errors import SocketNotOpen
 from connector.sidecar.types import (
     EVENT_MODELS,
     MessageKey,
@@ -93,7 +93,7 @@ class FakeBridge:
         quoted: dict[str, Any] | None = None,
     ) -> MessageSendResult:
         if session in self.not_open:
-            raise SessionNotOpen("not open", code="not_connected")
+            raise SocketNotOpen("not open", code="not_connected")
         self.sent.append({"session": session, "to": to, "content": content, "message_id": message_id, "quoted": quoted})
         await self._record("send", session)
         return MessageSendResult(key=MessageKey(remoteJid=to, fromMe=True, id=message_id or "3EB0GENERATED"))

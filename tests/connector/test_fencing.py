@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from connector.errors import StoreError
+from connector.errors import CredsConflict, LeaseLost, StoreError
 from connector.resources import AUTH_TABLE, DYNAMODB_TRANSACT_MAX
-from connector.store import CredsConflict, DynamoAuthStore, Lease, LeaseLost
+from connector.store import Lease
+from connector.store.dynamodb import DynamoAuthStore
 from connector.types import SessionId
 from tests.connector.conftest import Store
 from tests.connector.test_store import Recording, baileys_keys, buf, items_of, sid

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from connector.errors import StoreError
+from connector.errors import LeaseLost, StoreError
 from connector.lease import LeaseKeeper, default_owner_id
-from connector.store import Lease, LeaseLost, MemoryAuthStore
+from connector.store import Lease, MemoryAuthStore
 from connector.types import SessionId
 from tests.connector.test_store import sid
 

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from connector.errors import LeaseLost
 from connector.resources import AUTH_TABLE
-from connector.store import DynamoAuthStore, LeaseLost, LeaseStore
+from connector.store import LeaseStore
+from connector.store.dynamodb import DynamoAuthStore
 from tests.connector.test_store import items_of, raw_client, sid
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from connector.contracts import lid_map_key_for_lid, lid_map_key_for_pn
 from connector.resources import DYNAMODB_BATCH_WRITE_MAX, LID_MAP_TABLE
-from connector.store import DynamoLidMapStore, LidMapStore, MemoryLidMapStore
+from connector.store import LidMapStore, MemoryLidMapStore
+from connector.store.dynamodb import DynamoLidMapStore
 from functions.inbound.lidmap import LidMap
 from tests.connector.test_store import Recording
 

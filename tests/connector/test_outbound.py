@@ -11,8 +11,8 @@ import boto3
 import pytest
 
 from connector.contracts import OutboundReply, RawKey, reply_id, whatsapp_message_id
+from connector.errors import SessionNotReady
 from connector.outbound import OutboundConsumer
-from connector.relay import SessionNotReady
 from connector.store import MemoryReplyLog
 from connector.types import SessionId
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from connector.errors import SessionExists, SessionNotFound, SessionNotReady
 from connector.publish import MemoryPublisher
-from connector.relay import Relay, SessionAlreadyExists, SessionNotReady, SessionState, UnknownSession
+from connector.relay import Relay, SessionState
 from connector.sidecar.types import MessageKey
 from connector.store import MemoryAuthStore, MemoryLidMapStore
 from connector.types import SessionId
@@ -80,7 +81,7 @@ async def test_create_starts_without_creds_then_qr_then_open(env: Env) -> None:
     await env.relay.create(S1)
     await env.bridge.wait_calls("start", 1)
     assert env.bridge.starts[0][1] is None
-    with pytest.raises(SessionAlreadyExists):
+    with pytest.raises(SessionExists):
         await env.relay.create(S1)
     await env.bridge.emit("connection.update", "s1", {"connection": "connecting"})
     assert env.relay.get(S1).state == SessionState.CONNECTING
@@ -328,7 +329,7 @@ async def test_send_requires_open_and_passes_to_unchanged(env: Env) -> None:
     await started(env, "s1")
     with pytest.raises(SessionNotReady):
         await env.relay.send_text(S1, "88887770001@lid", "hi")
-    with pytest.raises(UnknownSession):
+    with pytest.raises(SessionNotFound):
         await env.relay.send_text(SessionId("nope"), "88887770001@lid", "hi")
     await env.bridge.emit("connection.update", "s1", OPEN)
     mid = await env.relay.send_text(S1, "88887770001@lid", "hi", message_id="3EB0ABC")
@@ -357,7 +358,7 @@ async def test_delete_stops_and_wipes(env: Env) -> None:
     assert env.bridge.count("stop") == 1
     assert await env.auth.get_creds(S1) is None
     assert S1 not in env.relay.sessions
-    with pytest.raises(UnknownSession):
+    with pytest.raises(SessionNotFound):
         await env.relay.delete(S1)
 
 

@@ -10,7 +10,8 @@ import boto3
 import pytest
 
 from connector.resources import IDEMPOTENCY_TABLE
-from connector.store import DynamoReplyLog, MemoryReplyLog, ReplyLog
+from connector.store import MemoryReplyLog, ReplyLog
+from connector.store.dynamodb import DynamoReplyLog
 from tests.connector.test_store import Recording
 
 WriteExpired = Callable[[str, str], None]

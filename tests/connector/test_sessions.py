@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from connector.errors import SessionNotReady
 from connector.lease import LeaseKeeper
-from connector.relay import EXIT_BRIDGE_CRASHLOOP, SessionNotReady, SessionState
+from connector.relay import EXIT_BRIDGE_CRASHLOOP, SessionState
 from connector.startqueue import FlapBreaker, StartQueue, backoff
 from connector.store import MemoryAuthStore
 from connector.store.abstract import Lease

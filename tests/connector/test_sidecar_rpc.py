@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from connector.sidecar.errors import InvalidParams, SessionNotFound, SidecarNotConnected, SidecarTimeout
+from connector.sidecar.errors import InvalidParams, NoSocket, SidecarNotConnected, SidecarTimeout
 from connector.sidecar.rpc import JsonLinesRPC
 
 
@@ -49,7 +49,7 @@ async def test_call_gets_its_result_and_errors_map_to_classes(pair: Any) -> None
     call = asyncio.create_task(rpc.call("session.stop", {"session": "x"}))
     req = await peer.recv()
     await peer.send({"id": req["id"], "error": {"code": "session_not_found", "message": "no x"}})
-    with pytest.raises(SessionNotFound, match="no x"):
+    with pytest.raises(NoSocket, match="no x"):
         await call
 
 

@@ -17,9 +17,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from connector.errors import StoreError
+from connector.errors import CredsConflict, StoreError
 from connector.resources import AUTH_TABLE, DYNAMODB_BATCH_GET_MAX, DYNAMODB_BATCH_WRITE_MAX
-from connector.store import AuthStore, CredsConflict, DynamoAuthStore
+from connector.store import AuthStore
+from connector.store.dynamodb import DynamoAuthStore
 from connector.types import SessionId
 
 # ---- helpers shared with test_lidmap_store.py and test_reply_log.py ---------------------------------------------
