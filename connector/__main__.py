@@ -1,8 +1,8 @@
 """``python -m connector``: load the config (exit 11 if invalid), set up logging, serve the app.
 
 Exit codes: 0 after a normal stop; 11 invalid configuration; 14 the bridge kept crashing (more than
-``BRIDGE_MAX_CRASHES`` exits without a stable run): the relay asks to stop, the app shuts down cleanly (sockets
-closed, leases released) and the orchestrator restarts the connector (STYLE rule 6)."""
+``BRIDGE_MAX_CRASHES`` exits without a stable run): the bridge supervisor asks to stop, the app shuts down cleanly
+(sockets closed, leases released) and the orchestrator restarts the connector (STYLE rule 6)."""
 
 from __future__ import annotations
 
@@ -38,14 +38,12 @@ def main() -> int:
         return EXIT_CONFIG
     setup_logging(cfg.log_level_number)
 
-    from connector.api import RELAY_KEY
     from connector.app import create_app
 
     log = logging.getLogger("wa_relay.main")
     base = f"http://{cfg.host}:{cfg.port}"
     log.info("API on %s/v1/sessions (Authorization: Bearer $CONNECTOR_API_KEY); health %s/healthz", base, base)
     log.info("scan the QR of a session at %s/v1/sessions/<id>/qr?format=svg", base)
-    app = create_app(cfg)
     exit_code = 0
 
     def fatal(code: int) -> None:
@@ -53,7 +51,7 @@ def main() -> int:
         exit_code = code
         signal.raise_signal(signal.SIGTERM)  # run_app turns it into a graceful shutdown
 
-    app[RELAY_KEY].on_fatal = fatal
+    app = create_app(cfg, on_fatal=fatal)
     web.run_app(app, host=cfg.host, port=cfg.port, print=None, access_log=None)
     return exit_code
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,7 +71,7 @@ class Config(BaseSettings):
     store_backend: Literal["dynamodb", "memory"] = Field("dynamodb", validation_alias=_alias("STORE_BACKEND"))
     bridge_script: Path = Field(DEFAULT_BRIDGE_SCRIPT, validation_alias=_alias("BRIDGE_SCRIPT"))
     node_binary: str = Field("node", min_length=1, validation_alias=_alias("NODE_BINARY"))
-    # ---- sessions (issue 4; README "Sessions") ----
+    # ---- sessions (README "Sessions"; handed to the session manager as ``SessionSettings``) ----
     session_start_jitter_s: float = Field(2.0, ge=0, validation_alias=_alias("SESSION_START_JITTER_S"))
     reconnect_initial_s: float = Field(2.0, gt=0, validation_alias=_alias("RECONNECT_INITIAL_S"))
     reconnect_max_s: float = Field(300.0, gt=0, validation_alias=_alias("RECONNECT_MAX_S"))
@@ -81,7 +82,7 @@ class Config(BaseSettings):
     stale_messages_after_s: float = Field(0.0, ge=0, validation_alias=_alias("STALE_MESSAGES_AFTER_S"))
     bridge_max_crashes: int = Field(5, ge=1, validation_alias=_alias("BRIDGE_MAX_CRASHES"))
     connector_id: str | None = Field(None, min_length=1, max_length=200, validation_alias=_alias("CONNECTOR_ID"))
-    """This connector's lease owner id; unset = ``connector.lease.default_owner_id()`` (host and pid)."""
+    """This connector's lease owner id; unset = ``connector.lease.default_owner_id()`` (host, pid, random)."""
     lease_ttl_s: float = Field(30.0, ge=1, validation_alias=_alias("LEASE_TTL_S"))
     lease_renew_s: float = Field(10.0, gt=0, validation_alias=_alias("LEASE_RENEW_S"))
     spool_dir: Path = Field(Path(".data/spool"), validation_alias=_alias("SPOOL_DIR"))
@@ -134,6 +135,56 @@ class Config(BaseSettings):
     @property
     def log_level_number(self) -> int:
         return 5 if self.log_level == "TRACE" else int(logging.getLevelName(self.log_level))
+
+    @property
+    def sessions(self) -> SessionSettings:
+        """The part of the configuration the session manager and its helpers read."""
+        return SessionSettings(
+            start_interval_s=self.session_start_interval_s,
+            start_jitter_s=self.session_start_jitter_s,
+            reconnect_initial_s=self.reconnect_initial_s,
+            reconnect_max_s=self.reconnect_max_s,
+            flap_max=self.flap_max,
+            flap_window_s=self.flap_window_s,
+            flap_hold_s=self.flap_hold_s,
+            stale_after_s=self.stale_after_s,
+            stale_messages_after_s=self.stale_messages_after_s,
+            bridge_max_crashes=self.bridge_max_crashes,
+            lease_ttl_s=self.lease_ttl_s,
+            lease_renew_s=self.lease_renew_s,
+            owner_id=self.connector_id,
+        )
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How sessions are started, reconnected, owned and watched: one frozen object instead of a keyword per knob.
+
+    ``Config.sessions`` builds it from the environment; tests construct it directly with short timings. Fields
+    without an environment variable are timings only tests need to change (how fast the bridge is restarted, how
+    often stale detection runs)."""
+
+    start_interval_s: float = 3.0
+    start_jitter_s: float = 2.0
+    reconnect_initial_s: float = 2.0
+    reconnect_max_s: float = 300.0
+    flap_max: int = 5
+    flap_window_s: float = 600.0
+    flap_hold_s: float = 1800.0
+    stale_after_s: float = 600.0
+    stale_messages_after_s: float = 0.0
+    stale_check_s: float | None = None
+    """How often stale detection runs; ``None``: a quarter of the shortest stale limit, between 0.05 and 30 s."""
+    bridge_restart_step_s: float = 2.0
+    bridge_restart_max_s: float = 30.0
+    bridge_max_crashes: int = 5
+    bridge_stable_s: float = 60.0
+    """A bridge that ran this long before exiting starts a fresh crash count."""
+    lease_ttl_s: float = 30.0
+    lease_renew_s: float = 10.0
+    owner_id: str | None = None
+    message_cache_size: int = 5000
+    """Recently seen message contents kept for Baileys' retry requests (``message.get``), over all sessions."""
 
 
 _ALIASES: dict[str, str] = {

@@ -1,10 +1,10 @@
-"""Session ownership (issue 4, DESIGN section 7): this connector drives a session only while it holds its lease.
+"""Session ownership (DESIGN section 7): this connector drives a session only while it holds its lease.
 
 ``LeaseKeeper`` takes leases, fences the auth store with them (every auth write of the session is then conditioned on
-the lease's token), renews all of them in one loop, and reports a lost lease through ``on_lost`` exactly once, so
-the relay closes that socket at once. A lease counts as lost when a renewal says so (``LeaseLost``: another connector
-took it over) and also when renewals keep failing (DynamoDB unreachable) until shortly before it expires: a connector
-that cannot renew must stop driving the session before another one may take it.
+the lease's token), renews all of them in one loop, and reports a lost lease through ``on_lost`` exactly once, so the
+session manager closes that socket at once. A lease counts as lost when a renewal says so (``LeaseLost``: another
+connector took it over) and also when renewals keep failing (DynamoDB unreachable) until shortly before it expires: a
+connector that cannot renew must stop driving the session before another one may take it.
 
 A lost or released lease stays the session's fence: a straggling write with the old token fails with ``LeaseLost``
 once another connector has taken the session, instead of landing unconditionally.
@@ -57,7 +57,7 @@ class LeaseKeeper:
         self.clock = clock
         self.margin_s = margin_s
         """A lease that could not be renewed counts as lost this long before it expires (clock skew, the time the
-        relay needs to close the socket)."""
+        manager needs to close the socket)."""
         self._held: dict[SessionId, Lease] = {}
         self._task: asyncio.Task[None] | None = None
         self._notifying: set[asyncio.Task[None]] = set()
@@ -93,6 +93,10 @@ class LeaseKeeper:
         self._held[session] = lease
         log.info("acquired the lease of %s (token %d)", session, lease.token)
         return lease
+
+    async def current(self, session: SessionId) -> Lease | None:
+        """The session's lease item as stored, whoever holds it (``None`` if it never had one)."""
+        return await self.store.get_lease(session)
 
     def held(self, session: SessionId) -> Lease | None:
         return self._held.get(session)

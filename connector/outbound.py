@@ -1,4 +1,4 @@
-"""Consumer of ``outbound.fifo``: sends each reply through the relay exactly once (DESIGN section 5).
+"""Consumer of ``outbound.fifo``: sends each reply through the session manager exactly once (DESIGN section 5).
 
 For each message: parse ``OutboundReply``; if the ``ReplyLog`` already has its ``reply_id``, it was sent before a
 crash or redelivery, so only delete it; else send it to ``to`` exactly as given with the WhatsApp message id derived

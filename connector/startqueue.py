@@ -15,9 +15,10 @@ WhatsApp bans accounts (and IPs) that connect many sessions at once, and Baileys
   exception cannot become a storm.
 - ``backoff(failures)``: exponential (``initial * 2^(n-1)``) with jitter (factor 0.5 to 1.0, plus up to
   ``initial``), capped at ``RECONNECT_MAX_S``. The delayed session then still queues like any other connect.
-- ``FlapBreaker``: more than ``FLAP_MAX`` closes within ``FLAP_WINDOW_S`` → the session is held back for
-  ``FLAP_HOLD_S`` (the relay shows ``held_until`` and logs at ERROR). The window is cleared when the hold starts, so
-  a session that keeps flapping after the hold is held again only after another ``FLAP_MAX`` + 1 closes.
+- ``FlapBreaker``: the close history per session. More than ``FLAP_MAX`` closes within ``FLAP_WINDOW_S`` → the
+  session is held back for ``FLAP_HOLD_S`` (``connector.policy`` decides; the manager shows ``held_until`` and logs
+  at ERROR). The window is cleared when the hold starts, so a session that keeps flapping after the hold is held
+  again only after another ``FLAP_MAX`` + 1 closes.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def backoff(failures: int, *, initial: float, cap: float) -> float:
 
 
 class FlapBreaker:
-    """Counts closes per session; ``record`` answers the hold deadline (Unix seconds) when a session flaps."""
+    """The close history of each session. ``record`` counts a close and answers how many fell within the window
+    (``connector.policy`` decides whether that is flapping); ``trip`` starts a hold and clears the window."""
 
     def __init__(self, *, max_closes: int, window_s: float, hold_s: float) -> None:
         self.max_closes = max_closes
@@ -132,17 +134,20 @@ class FlapBreaker:
         self._closes: dict[SessionId, deque[float]] = {}
         self.trips = 0
 
-    def record(self, session: SessionId, now: float | None = None) -> float | None:
+    def record(self, session: SessionId, now: float | None = None) -> int:
         now = time.time() if now is None else now
         closes = self._closes.setdefault(session, deque())
         closes.append(now)
         while closes and closes[0] < now - self.window_s:
             closes.popleft()
-        if len(closes) > self.max_closes:
-            closes.clear()
-            self.trips += 1
-            return now + self.hold_s
-        return None
+        return len(closes)
+
+    def trip(self, session: SessionId, now: float | None = None) -> float:
+        """Hold the session back: returns the end of the hold (Unix seconds)."""
+        now = time.time() if now is None else now
+        self._closes.pop(session, None)
+        self.trips += 1
+        return now + self.hold_s
 
     def recent(self, session: SessionId) -> int:
         return len(self._closes.get(session, ()))

@@ -22,7 +22,7 @@ Spool (``<SPOOL_DIR>/inbound.spool``, one JSON line ``{"group", "dedup", "body"}
 
 What a hard kill (SIGKILL, power loss) can lose: nothing ``publish`` acknowledged. An acknowledged envelope is either
 in SQS (the send returned) or in the spool file (written and fsynced). A line torn by a kill during its write belongs
-to a ``publish`` that had not returned (the relay's upsert was not acknowledged either); such a line is skipped with a
+to a ``publish`` that had not returned (the upsert was not acknowledged either); such a line is skipped with a
 warning on load. The kill can make the drainer send an entry twice (sent, but the spool not yet rewritten): SQS FIFO
 drops the copy within five minutes by its dedup id, and the inbound function deduplicates on ``event_id`` after that.
 

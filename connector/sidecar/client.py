@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -51,6 +52,45 @@ class BridgeHost(Protocol):
     async def message_get(self, session: SessionId, key: MessageKey) -> dict[str, Any] | None: ...
 
     async def on_event(self, event: str, session: SessionId | None, data: WireModel | dict[str, Any]) -> None: ...
+
+
+class Bridge(Protocol):
+    """The bridge as its users see it: ``BridgeClient`` has it; unit tests pass a fake with the same methods."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def start(self) -> Any: ...
+
+    async def stop(self, timeout: float = 10.0) -> int | None: ...
+
+    async def wait_closed(self) -> None: ...
+
+    async def start_session(
+        self, session: SessionId, creds: dict[str, Any] | None, config: Any = None
+    ) -> SessionStartResult: ...
+
+    async def stop_session(self, session: SessionId) -> None: ...
+
+    async def logout(self, session: SessionId) -> None: ...
+
+    async def list_sessions(self) -> SessionListResult: ...
+
+    async def request_pairing_code(self, session: SessionId, phone: str, code: str | None = None) -> str: ...
+
+    async def send_message(
+        self,
+        session: SessionId,
+        to: Jid,
+        content: dict[str, Any],
+        *,
+        message_id: str | None = None,
+        quoted: dict[str, Any] | None = None,
+    ) -> MessageSendResult: ...
+
+
+BridgeFactory = Callable[[BridgeHost], Bridge]
+"""Builds a bridge client around the host that answers its requests."""
 
 
 class BridgeClient:

@@ -1,12 +1,17 @@
-"""Test doubles for the connector service: a fake bridge the relay drives, and message builders."""
+"""Test doubles for the connector service: a fake bridge the session manager drives, a harness that wires a
+manager over memory stores, and message builders."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
-from connector.sidecar.errors import SocketNotOpen
+from connector.config import SessionSettings
+from connector.manager import SessionManager
+from connector.publish import InboundPublisher, MemoryPublisher
+from connector.sidecar.errors import SidecarNotConnected, SocketNotOpen
 from connector.sidecar.types import (
     EVENT_MODELS,
     MessageKey,
@@ -16,11 +21,18 @@ from connector.sidecar.types import (
     SessionStartResult,
     WireModel,
 )
+from connector.store import LidMapStore, MemoryAuthStore, MemoryLidMapStore
 from connector.types import Jid, SessionId
+
+S1 = SessionId("s1")
+CREDS = {"me": {"id": "15550001111:5@s.whatsapp.net"}, "noiseKey": {"private": {"type": "Buffer", "data": "AA=="}}}
+OPEN = {"connection": "open", "me": {"id": "15550001111:5@s.whatsapp.net", "lid": "99990001111:5@lid"}}
+FAST = SessionSettings(start_interval_s=0.0, start_jitter_s=0.0, reconnect_initial_s=0.05, bridge_restart_step_s=0.01)
+"""Session settings for unit tests: no spacing between connects, short backoffs."""
 
 
 class FakeBridge:
-    """Has the ``BridgeClient`` methods the relay calls; records them and lets the test emit events."""
+    """Has the ``BridgeClient`` methods the manager calls; records them and lets the test emit events."""
 
     def __init__(self, host: Any) -> None:
         self.host = host
@@ -57,6 +69,8 @@ class FakeBridge:
         self._closed.set()
 
     async def _record(self, name: str, value: Any) -> None:
+        if not self.connected:
+            raise SidecarNotConnected("bridge not running")  # as the real client: its pipe is closed
         async with self._changed:
             self.calls.append((name, value))
             self._changed.notify_all()
@@ -144,3 +158,59 @@ def wa_message(
         out["messageStubType"] = stub
         out["messageStubParameters"] = stub_params or ["Bad MAC"]
     return out
+
+
+def close(code: int | None, **extra: Any) -> dict[str, Any]:
+    """A ``connection.update`` that closes the socket with ``code``."""
+    return {"connection": "close", "statusCode": code, **extra}
+
+
+class Harness:
+    """A session manager over memory stores and a ``FakeBridge``. With ``leases=True`` it runs a lease keeper over
+    the memory lease store (``settings.owner_id`` is this connector)."""
+
+    def __init__(
+        self,
+        settings: SessionSettings = FAST,
+        *,
+        leases: bool = False,
+        publisher: InboundPublisher | None = None,
+        lid_map: LidMapStore | None = None,
+        auth: MemoryAuthStore | None = None,
+    ) -> None:
+        self.auth = auth or MemoryAuthStore()
+        self.leases = self.auth
+        self.lid_map = lid_map or MemoryLidMapStore()
+        self.publisher = publisher or MemoryPublisher()
+        self.fatal: list[int] = []
+        self.manager = SessionManager(
+            settings,
+            bridge=FakeBridge,
+            auth=self.auth,
+            lid_map=self.lid_map,
+            publisher=self.publisher,
+            leases=self.leases if leases else None,
+            on_fatal=self.fatal.append,
+        )
+
+    @property
+    def bridge(self) -> FakeBridge:
+        assert isinstance(self.manager.bridge, FakeBridge)
+        return self.manager.bridge
+
+    async def start(self, *sessions: str) -> Harness:
+        """Store creds for ``sessions``, start the manager and wait until each was started."""
+        for sid in sessions:
+            await self.auth.put_creds(SessionId(sid), {**CREDS, "sid": sid})
+        await self.manager.start()
+        if sessions:
+            await self.bridge.wait_calls("start", len(sessions))
+        return self
+
+
+async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")

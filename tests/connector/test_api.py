@@ -7,12 +7,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from connector.api import ROUTES
-from connector.app import RELAY_KEY, create_app
+from connector.api import MANAGER_KEY, OPERATIONS
+from connector.app import Stores, create_app
 from connector.config import Config
+from connector.errors import StoreError
 from connector.publish import MemoryPublisher
 from connector.store import MemoryAuthStore, MemoryLidMapStore, MemoryReplyLog
-from connector.types import SessionId
 from tests.connector.fakes import FakeBridge
 
 KEY = "k3J9x2Lq8Vn5Rt7Wz4Yb"
@@ -22,22 +22,20 @@ OPEN = {"connection": "open", "me": {"id": "15550001111:5@s.whatsapp.net", "lid"
 
 @pytest.fixture
 async def client() -> AsyncIterator[TestClient[Any, Any]]:
-    cfg = Config(api_key=KEY, store_backend="memory", session_start_interval_s=0)
+    cfg = Config(api_key=KEY, store_backend="memory", session_start_interval_s=0, session_start_jitter_s=0)
+    auth = MemoryAuthStore()
     app = create_app(
         cfg,
-        auth=MemoryAuthStore(),
-        lid_map=MemoryLidMapStore(),
-        reply_log=MemoryReplyLog(),
+        stores=Stores(auth, auth, MemoryLidMapStore(), MemoryReplyLog()),
         publisher=MemoryPublisher(),
         bridge=FakeBridge,
-        relay_options={"start_jitter_s": 0},
     )
     async with TestClient(TestServer(app)) as c:
         yield c
 
 
 def bridge(client: TestClient[Any, Any]) -> FakeBridge:
-    b = client.app[RELAY_KEY].bridge
+    b = client.app[MANAGER_KEY].bridge
     assert isinstance(b, FakeBridge)
     return b
 
@@ -99,7 +97,15 @@ async def test_unknown_session_and_route_are_404(client: TestClient[Any, Any]) -
     await error_of(await client.get("/v1/sessions/nope/qr", headers=AUTH), 404)
     await error_of(await client.post("/v1/sessions/nope/messages", json={"to": "1", "text": "x"}, headers=AUTH), 404)
     await error_of(await client.get("/v1/nothing", headers=AUTH), 404)
-    await error_of(await client.put("/v1/sessions", headers=AUTH), 405)
+
+
+async def test_a_method_the_route_does_not_take_is_405_with_allow(client: TestClient[Any, Any]) -> None:
+    resp = await client.put("/v1/sessions", headers=AUTH)
+    assert await error_of(resp, 405) == "method_not_allowed"
+    assert set(resp.headers["Allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+    resp = await client.post("/v1/sessions/s1", headers=AUTH)
+    await error_of(resp, 405)
+    assert set(resp.headers["Allow"].replace(" ", "").split(",")) == {"GET", "DELETE"}
 
 
 async def test_qr_raw_svg_png(client: TestClient[Any, Any]) -> None:
@@ -151,32 +157,69 @@ async def test_metrics(client: TestClient[Any, Any]) -> None:
     assert "wa_relay_spool_depth 0" in text
 
 
-async def test_openapi_covers_every_route(client: TestClient[Any, Any]) -> None:
+async def test_openapi_documents_every_route_with_an_operation_id(client: TestClient[Any, Any]) -> None:
     doc = await (await client.get("/openapi.json")).json()
     assert doc["openapi"].startswith("3.1")
-    for method, path, _ in ROUTES:
-        assert method.lower() in doc["paths"][path], (method, path)
+    documented = {(m.upper(), p): op for p, ops in doc["paths"].items() for m, op in ops.items()}
     registered = {
         (r.method, r.resource.canonical)  # type: ignore[union-attr]
         for r in client.app.router.routes()
         if r.method != "HEAD"
     }
-    assert registered == {(m, p) for m, p, _ in ROUTES}
+    assert registered == set(documented) == {(op.method, op.path) for op in OPERATIONS}
+    ids = [op["operationId"] for op in documented.values()]
+    assert len(set(ids)) == len(ids)
+    send = documented[("POST", "/v1/sessions/{id}/messages")]
+    assert {"202", "400", "401", "404", "409", "422", "503"} <= set(send["responses"])
+    schema = doc["components"]["schemas"]["SendMessage"]["properties"]["to"]
+    assert "pattern" in schema, "the document declares what the API checks"
+    assert doc["paths"]["/v1/sessions"]["post"]["responses"]["201"]["links"]["getSession"]["parameters"] == {
+        "id": "$response.body#/id"
+    }
+
+
+async def test_unauthorized_is_json_with_a_challenge(client: TestClient[Any, Any]) -> None:
+    resp = await client.get("/v1/sessions")
+    await error_of(resp, 401)
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_logout_says_whether_the_device_was_unlinked(client: TestClient[Any, Any]) -> None:
+    for sid in ("s1", "s2"):
+        await client.post("/v1/sessions", json={"session_id": sid}, headers=AUTH)
+    await bridge(client).wait_calls("start", 2)
+    await bridge(client).emit("connection.update", "s1", OPEN)
+    resp = await client.post("/v1/sessions/s1/logout", headers=AUTH)
+    assert (resp.status, await resp.json()) == (200, {"logged_out": True, "unlinked": True})
+    resp = await client.post("/v1/sessions/s2/logout", headers=AUTH)  # still starting: nothing to unlink
+    assert (resp.status, await resp.json()) == (200, {"logged_out": True, "unlinked": False})
+    await error_of(await client.post("/v1/sessions/s2/logout", headers=AUTH), 404)
+
+
+async def test_a_store_outage_is_503_not_500(client: TestClient[Any, Any]) -> None:
+    manager = client.app[MANAGER_KEY]
+
+    async def down(*args: object) -> None:
+        raise StoreError("failed to read creds of x")
+
+    manager.auth.get_creds = down  # type: ignore[method-assign]
+    assert await error_of(await client.post("/v1/sessions", json={"session_id": "x"}, headers=AUTH), 503) == (
+        "store_unavailable"
+    )
 
 
 async def test_internal_errors_are_json_500(client: TestClient[Any, Any]) -> None:
-    relay = client.app[RELAY_KEY]
+    manager = client.app[MANAGER_KEY]
 
     def boom() -> Any:
         raise RuntimeError("boom")
 
-    relay.list_sessions = boom  # type: ignore[method-assign]
+    manager.list_sessions = boom  # type: ignore[method-assign]
     assert await error_of(await client.get("/v1/sessions", headers=AUTH), 500) == "internal"
 
 
 def test_app_is_unstarted_application() -> None:
     app = create_app(Config(api_key=KEY, store_backend="memory"), bridge=FakeBridge)
     assert isinstance(app, web.Application)
-    # three stores, publisher, lease keeper (the memory auth store is the lease store), relay (no outbound queue)
-    assert len(app.cleanup_ctx) == 6
-    assert SessionId("x") == "x"
+    # the stores (the memory auth store is the lease store too), publisher, session manager (no outbound queue)
+    assert len(app.cleanup_ctx) == 5

@@ -1,0 +1,67 @@
+"""``GET /metrics``: the session manager's gauges and counters in Prometheus' text format."""
+
+from __future__ import annotations
+
+from connector.manager import SessionManager
+from connector.session import SessionState
+
+
+def render_metrics(m: SessionManager) -> str:
+    by_state = {state.value: 0 for state in SessionState}
+    held = elsewhere = stale = 0
+    for s in m.list_sessions():
+        by_state[s.state.value] += 1
+        held += int(s.held)
+        elsewhere += int(s.owner is not None)
+        stale += int(s.stale_since is not None)
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help: str, value: int, labels: str = "") -> None:
+        if not any(line.startswith(f"# HELP {name} ") for line in lines):
+            lines.extend([f"# HELP {name} {help}", f"# TYPE {name} {kind}"])
+        lines.append(f"{name}{labels} {value}")
+
+    for state, count in by_state.items():
+        metric("wa_relay_sessions", "gauge", "Sessions by state.", count, f'{{state="{state}"}}')
+    metric(
+        "wa_relay_events_published_total",
+        "counter",
+        "WhatsApp message events handed to the inbound queue.",
+        m.ingest.published,
+    )
+    metric(
+        "wa_relay_replies_sent_total", "counter", "Messages sent through the bridge (replies and API sends).",
+        m.replies_sent,
+    )  # fmt: skip
+    metric(
+        "wa_relay_spool_depth", "gauge", "Envelopes waiting in the local spool for SQS.", m.ingest.publisher.spool_depth
+    )
+    metric("wa_relay_bridge_up", "gauge", "Whether the bridge process is connected.", int(m.bridge_up))
+    metric(
+        "wa_relay_bridge_restarts_total", "counter", "Bridge process restarts after it exited.", m.supervisor.restarts
+    )
+    metric("wa_relay_bridge_pid", "gauge", "Process id of the running bridge (0 while it is down).", m.bridge_pid or 0)
+    metric("wa_relay_start_queue_depth", "gauge", "Sessions waiting in the start queue.", len(m.queue))
+    metric(
+        "wa_relay_connects_total", "counter", "Connects started by the start queue (515 restarts included).",
+        m.queue.connects,
+    )  # fmt: skip
+    metric("wa_relay_sessions_held", "gauge", "Sessions held back by the flap breaker now.", held)
+    metric("wa_relay_flap_holds_total", "counter", "Times the flap breaker held a session back.", m.breaker.trips)
+    metric(
+        "wa_relay_logged_out_total", "counter", "Sessions logged out by WhatsApp (401/403/411/419); keys wiped.",
+        m.logged_out_total,
+    )  # fmt: skip
+    metric(
+        "wa_relay_conflicts_total", "counter", "Sessions replaced by another client (440); not reconnected.",
+        m.conflicts_total,
+    )  # fmt: skip
+    metric(
+        "wa_relay_leases_lost_total", "counter", "Session leases lost to another connector (socket closed at once).",
+        m.leases_lost_total,
+    )  # fmt: skip
+    metric(
+        "wa_relay_sessions_owned_elsewhere", "gauge", "Known sessions whose lease another connector holds.", elsewhere
+    )
+    metric("wa_relay_sessions_stale", "gauge", "Open sessions flagged stale (nothing received for too long).", stale)
+    return "\n".join(lines) + "\n"

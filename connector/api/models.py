@@ -1,0 +1,158 @@
+"""The HTTP API's request and response bodies (DESIGN section 8). These models are the contract: handlers parse
+requests and render responses through them, and the OpenAPI document (``connector.api.openapi``) is generated from
+them, so what the document declares is exactly what the API accepts and answers."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+
+from connector.session import Session, SessionState
+from connector.sidecar.types import SESSION_ID_PATTERN
+from connector.stale import STALE_GUIDANCE
+
+TEXT_MAX = 65536
+PHONE_PATTERN = r"^\+?(?:[ ()-]*[0-9]){7,15}[ ()-]*$"
+"""7 to 15 digits with the country code, optionally after ``+``, with spaces, dashes or parentheses between them."""
+JID_PATTERN = r"[0-9A-Za-z._-]+(?::[0-9]+)?@(?:s\.whatsapp\.net|lid|g\.us|broadcast|newsletter)"
+TO_PATTERN = rf"^(?:{JID_PATTERN}|\+?(?:[ ()-]*[0-9]){{7,15}}[ ()-]*)$"
+"""A jid, kept exactly as given (a LID chat stays a LID chat), or a phone number as in ``PHONE_PATTERN``."""
+
+
+def digits(phone: str) -> str:
+    return re.sub(r"[^0-9]", "", phone)
+
+
+def to_jid(to: str) -> str:
+    """A jid as given; a phone number becomes its phone-number jid."""
+    return to if "@" in to else f"{digits(to)}@s.whatsapp.net"
+
+
+class Body(BaseModel):
+    # Unknown fields are ignored: a client may send more than this version reads.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# ---- requests ----
+
+
+class CreateSession(Body):
+    session_id: str = Field(pattern=SESSION_ID_PATTERN, description="Your name for the linked account")
+
+
+class PairingCodeRequest(Body):
+    phone: str = Field(pattern=PHONE_PATTERN, description="The account's phone number, with country code")
+
+
+class SendMessage(Body):
+    to: str = Field(pattern=TO_PATTERN, description="A jid exactly as the chat is addressed, or a phone number")
+    text: str = Field(min_length=1, max_length=TEXT_MAX, pattern=r"\S", description="Not only whitespace")
+    quoted_id: str | None = Field(None, description="Quote this recently seen message (sent unquoted if unknown)")
+
+
+# ---- responses ----
+
+
+class Me(Body):
+    pn: str | None = None
+    lid: str | None = None
+
+
+class LastErrorView(Body):
+    code: int | None
+    message: str
+    at: int = Field(description="Unix seconds")
+
+
+class OwnerView(Body):
+    id: str
+    until: int | None = Field(description="Unix seconds: the owner's lease lasts at least until then")
+
+
+class SessionView(Body):
+    id: str
+    state: SessionState
+    me: Me
+    stale: bool = Field(description="Open, but WhatsApp stopped delivering to it; see guidance")
+    qr: str | None = Field(None, description="The QR to scan (states qr and pairing_code)")
+    last_error: LastErrorView | None = None
+    held_until: int | None = Field(
+        None, description="Unix seconds: held back by the flap breaker until then (state reconnecting)"
+    )
+    owner: OwnerView | None = Field(
+        None, description="Another connector holds the session's lease (state stopped); acquisition is retried"
+    )
+    stale_since: int | None = None
+    stale_reason: str | None = None
+    guidance: str | None = Field(None, description="What to do about a stale session")
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Optional fields appear only when they apply: a client sees ``qr`` only while there is one, and so on.
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None}
+
+    @classmethod
+    def of(cls, s: Session) -> SessionView:
+        stale = s.stale_since is not None
+        error = s.last_error
+        return cls(
+            id=s.id,
+            state=s.state,
+            me=Me(pn=s.me.pn, lid=s.me.lid),
+            stale=stale,
+            qr=s.qr or None,
+            last_error=LastErrorView(code=error.code, message=error.message, at=error.at) if error else None,
+            held_until=int(s.held_until) if s.held_until is not None else None,
+            owner=OwnerView(id=s.owner, until=int(s.owner_until) if s.owner_until else None) if s.owner else None,
+            stale_since=int(s.stale_since) if s.stale_since is not None else None,
+            stale_reason=s.stale_reason if stale else None,
+            guidance=STALE_GUIDANCE if stale else None,
+        )
+
+
+SessionList = Annotated[list[SessionView], Field()]
+
+
+class Deleted(Body):
+    deleted: Literal[True] = True
+
+
+class LoggedOut(Body):
+    logged_out: Literal[True] = True
+    unlinked: bool = Field(
+        description="Whether the device was unlinked on WhatsApp; if not (the socket was not open), remove it "
+        "under Linked devices on the phone"
+    )
+
+
+class Qr(Body):
+    qr: str
+
+
+class PairingCode(Body):
+    code: str = Field(description="Type it on the phone under Linked devices > Link with phone number")
+
+
+class MessageAccepted(Body):
+    message_id: str
+
+
+class Health(Body):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(Body):
+    status: Literal["ready"] = "ready"
+    bridge_pid: int | None
+
+
+class ErrorDetail(Body):
+    code: str
+    message: str
+
+
+class ErrorBody(Body):
+    error: ErrorDetail

@@ -1,0 +1,250 @@
+"""The connector's HTTP API (DESIGN section 8): sessions, QR, pairing codes, sending, health and metrics.
+
+Every operation is one ``Operation`` in ``OPERATIONS``: its route, handler, request model and every status it can
+answer. The router and the OpenAPI document (``connector.api.openapi.document``) are both built from that table, so a
+route cannot exist undocumented and a documented status cannot be forgotten.
+
+Decisions: ``DELETE /v1/sessions/{id}`` stops the socket and wipes the session without unlinking the device on the
+phone; ``POST …/logout`` unlinks it too when the socket is open (the answer says whether it did). An id that cannot
+name a session (fails the id pattern) is answered 404 like an unknown one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import TypeVar
+
+import segno
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from connector.api.errors import ApiError
+from connector.api.metrics import render_metrics
+from connector.api.models import (
+    CreateSession,
+    Deleted,
+    Health,
+    LoggedOut,
+    MessageAccepted,
+    PairingCode,
+    PairingCodeRequest,
+    Qr,
+    Ready,
+    SendMessage,
+    SessionList,
+    SessionView,
+    digits,
+    to_jid,
+)
+from connector.api.openapi import Operation, Reply, document
+from connector.manager import SessionManager
+from connector.sidecar.types import SESSION_ID_PATTERN
+from connector.types import SessionId
+
+MANAGER_KEY = web.AppKey("session_manager", SessionManager)
+M = TypeVar("M", bound=BaseModel)
+
+_SESSION_RE = re.compile(SESSION_ID_PATTERN)
+QR_FORMATS = ("raw", "json", "svg", "png")
+
+
+# ---- helpers ----
+
+
+def _manager(request: web.Request) -> SessionManager:
+    return request.app[MANAGER_KEY]
+
+
+def _session_id(request: web.Request) -> SessionId:
+    sid = request.match_info["id"]
+    if not _SESSION_RE.match(sid):
+        raise ApiError(404, "session_not_found", f"no session {sid[:64]!r}")
+    return SessionId(sid)
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    try:
+        raw = await request.json(loads=json.loads)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise ApiError(422, "invalid_body", "the body must be a JSON object")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        code = "invalid_session_id" if where == "session_id" else "invalid_body"
+        raise ApiError(422, code, f"{where}: {first['msg']}") from None
+
+
+def _json(model: BaseModel | list[SessionView], status: int = 200) -> web.Response:
+    if isinstance(model, list):
+        return web.json_response([m.model_dump(mode="json") for m in model], status=status)
+    return web.json_response(model.model_dump(mode="json"), status=status)
+
+
+# ---- handlers ----
+
+
+async def create_session(request: web.Request) -> web.Response:
+    body = await _body(request, CreateSession)
+    session = await _manager(request).create(SessionId(body.session_id))
+    return _json(SessionView.of(session), 201)
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    return _json([SessionView.of(s) for s in _manager(request).list_sessions()])
+
+
+async def get_session(request: web.Request) -> web.Response:
+    return _json(SessionView.of(_manager(request).get(_session_id(request))))
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    await _manager(request).delete(_session_id(request))
+    return _json(Deleted())
+
+
+async def logout_session(request: web.Request) -> web.Response:
+    unlinked = await _manager(request).logout(_session_id(request))
+    return _json(LoggedOut(unlinked=unlinked))
+
+
+async def get_qr(request: web.Request) -> web.Response:
+    session = _manager(request).get(_session_id(request))
+    fmt = request.query.get("format", "raw") or "raw"
+    if fmt not in QR_FORMATS:
+        raise ApiError(422, "invalid_format", "format must be svg or png (or absent for the raw string)")
+    if not session.qr:
+        raise ApiError(404, "no_qr", f"session {session.id} has no QR now (state {session.state.value})")
+    if fmt in ("raw", "json"):
+        return _json(Qr(qr=session.qr))
+    buf = io.BytesIO()
+    segno.make(session.qr, error="m").save(buf, kind=fmt, scale=6, border=4)
+    return web.Response(body=buf.getvalue(), content_type="image/svg+xml" if fmt == "svg" else "image/png")
+
+
+async def request_pairing_code(request: web.Request) -> web.Response:
+    sid = _session_id(request)
+    manager = _manager(request)
+    manager.get(sid)
+    body = await _body(request, PairingCodeRequest)
+    return _json(PairingCode(code=await manager.request_pairing_code(sid, digits(body.phone))))
+
+
+async def send_message(request: web.Request) -> web.Response:
+    sid = _session_id(request)
+    manager = _manager(request)
+    manager.get(sid)
+    body = await _body(request, SendMessage)
+    message_id = await manager.send_text(sid, to_jid(body.to.strip()), body.text, quoted_id=body.quoted_id or None)
+    return _json(MessageAccepted(message_id=message_id), 202)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json(Health())
+
+
+async def readyz(request: web.Request) -> web.Response:
+    manager = request.app.get(MANAGER_KEY)
+    if manager is None or not manager.ready or not manager.bridge_up:
+        raise ApiError(503, "not_ready", "starting up, or the bridge is down")
+    return _json(Ready(bridge_pid=manager.bridge_pid))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(text=render_metrics(_manager(request)), content_type="text/plain", charset="utf-8")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(document(tuple(OPERATIONS)))
+
+
+# ---- the table ----
+
+_BY_ID = {"id": "$response.body#/id"}
+_E401 = Reply("missing or wrong bearer key")
+_E404 = Reply("no such session")
+_E400 = Reply("the body is not valid JSON")
+_E413 = Reply("the body is too large")
+_E422 = Reply("the body does not match the request schema")
+_E503 = Reply("the bridge or the store is unavailable; retry later")
+_LINKS = {
+    "getSession": {"operationId": "getSession", "parameters": _BY_ID},
+    "getQr": {"operationId": "getQr", "parameters": _BY_ID},
+    "requestPairingCode": {"operationId": "requestPairingCode", "parameters": _BY_ID},
+    "sendMessage": {"operationId": "sendMessage", "parameters": _BY_ID},
+    "logoutSession": {"operationId": "logoutSession", "parameters": _BY_ID},
+    "deleteSession": {"operationId": "deleteSession", "parameters": _BY_ID},
+}
+
+OPERATIONS: list[Operation] = [
+    Operation(
+        "POST", "/v1/sessions", create_session, "createSession", "Create a session (it starts and shows a QR)",
+        {201: Reply("created", SessionView), 400: _E400, 401: _E401, 409: Reply("the session exists"),
+         413: _E413, 422: _E422, 503: _E503},
+        body=CreateSession, links=_LINKS,
+    ),
+    Operation(
+        "GET", "/v1/sessions", list_sessions, "listSessions", "List sessions",
+        {200: Reply("the sessions", SessionList), 401: _E401},
+    ),
+    Operation(
+        "GET", "/v1/sessions/{id}", get_session, "getSession", "One session",
+        {200: Reply("the session", SessionView), 401: _E401, 404: _E404},
+    ),
+    Operation(
+        "DELETE", "/v1/sessions/{id}", delete_session, "deleteSession",
+        "Stop the session and wipe its creds and keys (the device stays linked on the phone)",
+        {200: Reply("deleted", Deleted), 401: _E401, 404: _E404,
+         409: Reply("another connector owns the session"), 503: _E503},
+    ),
+    Operation(
+        "GET", "/v1/sessions/{id}/qr", get_qr, "getQr",
+        "The current QR: the raw string, or an SVG/PNG image with ?format=",
+        {200: Reply("the QR", Qr, ("application/json", "image/svg+xml", "image/png")), 401: _E401,
+         404: Reply("no such session, or no QR now"), 422: Reply("unknown format")},
+        query=[{"name": "format", "in": "query", "required": False, "schema": {"enum": list(QR_FORMATS)}}],
+    ),
+    Operation(
+        "POST", "/v1/sessions/{id}/pairing-code", request_pairing_code, "requestPairingCode",
+        "Request a pairing code (only while the QR window is open)",
+        {200: Reply("the code", PairingCode), 400: _E400, 401: _E401, 404: _E404,
+         409: Reply("the QR window is not open"), 413: _E413, 422: _E422, 503: _E503},
+        body=PairingCodeRequest,
+    ),
+    Operation(
+        "POST", "/v1/sessions/{id}/messages", send_message, "sendMessage",
+        "Send a text message (to: a jid exactly as the chat is addressed, or a phone number)",
+        {202: Reply("sent", MessageAccepted), 400: _E400, 401: _E401, 404: _E404,
+         409: Reply("the session is not open, or another connector owns it"), 413: _E413, 422: _E422, 503: _E503},
+        body=SendMessage,
+    ),
+    Operation(
+        "POST", "/v1/sessions/{id}/logout", logout_session, "logoutSession",
+        "Unlink the device on WhatsApp (when the socket is open) and wipe the session",
+        {200: Reply("logged out", LoggedOut), 401: _E401, 404: _E404,
+         409: Reply("another connector owns the session"), 503: _E503},
+    ),
+    Operation("GET", "/healthz", healthz, "healthz", "Liveness", {200: Reply("alive", Health)}, public=True),
+    Operation(
+        "GET", "/readyz", readyz, "readyz", "Readiness: startup finished and the bridge is up",
+        {200: Reply("ready", Ready), 503: Reply("not ready")}, public=True,
+    ),
+    Operation(
+        "GET", "/metrics", metrics, "metrics", "Prometheus metrics",
+        {200: Reply("Prometheus text format", None, ("text/plain",))}, public=True,
+    ),
+    Operation(
+        "GET", "/openapi.json", openapi, "openapi", "This document",
+        {200: Reply("OpenAPI 3.1", None)}, public=True,
+    ),
+]  # fmt: skip
+
+
+def add_routes(app: web.Application) -> None:
+    for op in OPERATIONS:
+        app.router.add_route(op.method, op.path, op.handler)

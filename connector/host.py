@@ -1,0 +1,118 @@
+"""The bridge's host: what the Node bridge asks its parent for, and where its events go (``BridgeHost`` in
+``connector.sidecar.client``).
+
+- ``keys.get`` / ``keys.set`` / ``creds.save``: the auth store, durable before the answer (DESIGN section 4). A write
+  for a session that was deleted, wiped or never known is refused (``SessionGone``), so a late write cannot bring
+  keys back after a wipe. A write the store's fence rejects (``LeaseLost``: another connector owns the session now)
+  is refused as well, and the session manager is told at once so it closes the socket.
+- ``message.get``: Baileys' ``getMessage`` for retries, answered from the message cache.
+- events: ``connection.update`` goes to the session manager (state and close policy); ``messages.upsert`` to the
+  ingest (→ the inbound queue); LID/PN pairs from every event that carries them to the LID feed. A failing handler
+  is logged and never stops the bridge's event lane.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from connector.contracts import Account
+from connector.errors import LeaseLost, SessionGone
+from connector.ingest import Ingest
+from connector.lidfeed import LidFeed
+from connector.messagecache import MessageCache
+from connector.session import Session
+from connector.sidecar.types import ConnectionUpdate, LidMappingUpdate, MessageKey, MessagesUpsert, WireModel
+from connector.store.abstract import AuthStore
+from connector.tasks import spawn
+from connector.types import SessionId
+
+log = logging.getLogger("wa_relay.host")
+
+
+class SessionEvents(Protocol):
+    """What the host reports to the session manager."""
+
+    async def on_connection(self, session: SessionId, update: ConnectionUpdate) -> None: ...
+
+    async def on_lease_lost(self, session: SessionId) -> None: ...
+
+
+class RelayHost:
+    def __init__(
+        self,
+        sessions: Mapping[SessionId, Session],
+        auth: AuthStore,
+        events: SessionEvents,
+        *,
+        ingest: Ingest,
+        lid_feed: LidFeed,
+        messages: MessageCache,
+    ) -> None:
+        self.sessions = sessions
+        self.auth = auth
+        self.events = events
+        self.ingest = ingest
+        self.lid_feed = lid_feed
+        self.messages = messages
+
+    # ---- storage calls ----
+
+    async def keys_get(self, session: SessionId, type: str, ids: list[str]) -> dict[str, Any]:
+        return await self.auth.get_keys(session, type, ids)
+
+    async def keys_set(self, session: SessionId, data: dict[str, dict[str, Any]]) -> None:
+        self._writable(session)
+        try:
+            await self.auth.set_keys(session, data)
+        except LeaseLost as e:
+            raise self._fenced(session) from e
+        await self.lid_feed.feed_key_writes(data)
+
+    async def creds_save(self, session: SessionId, creds: dict[str, Any]) -> None:
+        self._writable(session)
+        try:
+            await self.auth.put_creds(session, creds)
+        except LeaseLost as e:
+            raise self._fenced(session) from e
+        if (s := self.sessions.get(session)) is not None:
+            s.stored = True
+
+    async def message_get(self, session: SessionId, key: MessageKey) -> dict[str, Any] | None:
+        content = self.messages.content(session, key.id or "")
+        if content is None:
+            log.info("message.get for %s of %s: not in the cache", key.id, session)
+        return content
+
+    def _writable(self, session: SessionId) -> None:
+        s = self.sessions.get(session)
+        if s is None or s.wiped:
+            raise SessionGone(f"session {session} was deleted or wiped; write refused")
+
+    def _fenced(self, session: SessionId) -> SessionGone:
+        spawn(self.events.on_lease_lost(session), name=f"lease-lost-{session}")
+        return SessionGone(f"session {session}: lease lost; write refused")
+
+    # ---- events ----
+
+    async def on_event(self, event: str, session: SessionId | None, data: WireModel | dict[str, Any]) -> None:
+        if session is None:
+            return
+        s = self.sessions.get(session)
+        if s is not None:
+            s.last_event_at = time.time()
+        try:
+            if isinstance(data, ConnectionUpdate):
+                await self.events.on_connection(session, data)
+            elif isinstance(data, MessagesUpsert):
+                if s is not None and data.messages:
+                    s.last_message_at = s.last_event_at
+                await self.ingest.on_upsert(session, s.me if s is not None else Account(), data)
+            elif isinstance(data, LidMappingUpdate):
+                await self.lid_feed.feed([(data.lid, data.pn)], event)
+            elif isinstance(data, dict):
+                await self.lid_feed.feed_event(event, data)
+        except Exception:
+            log.exception("handling %s of %s failed", event, session)

@@ -1,0 +1,113 @@
+"""The state of one linked WhatsApp account as the connector sees it (DESIGN section 7).
+
+States: ``starting → qr | pairing_code → connecting → open``, plus ``reconnecting``, ``logged_out``, ``conflict`` and
+``stopped``. Being held back by the flap breaker, owned by another connector or stale are not states of their own:
+they are flags on top of one (``held_until``, ``owner``, ``stale_since``), because the socket's own state still
+matters (a stale session is still ``open``; a held one is ``reconnecting``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from dataclasses import dataclass, field
+
+from connector.contracts import Account
+from connector.inbound import account_from_me
+from connector.sidecar.types import ConnectionUpdate
+from connector.types import SessionId
+
+
+class SessionState(enum.StrEnum):
+    STARTING = "starting"
+    QR = "qr"
+    PAIRING_CODE = "pairing_code"
+    CONNECTING = "connecting"
+    OPEN = "open"
+    RECONNECTING = "reconnecting"
+    LOGGED_OUT = "logged_out"
+    CONFLICT = "conflict"
+    STOPPED = "stopped"
+
+
+TERMINAL = frozenset({SessionState.LOGGED_OUT, SessionState.CONFLICT, SessionState.STOPPED})
+"""States nothing reconnects from by itself."""
+PAIRING = frozenset({SessionState.QR, SessionState.PAIRING_CODE})
+"""The QR window is open: the creds are not registered yet."""
+
+
+@dataclass
+class LastError:
+    code: int | None
+    message: str
+    at: int
+    """Unix seconds."""
+
+
+@dataclass
+class Session:
+    id: SessionId
+    log: logging.Logger
+    state: SessionState = SessionState.STARTING
+    me: Account = field(default_factory=Account)
+    qr: str | None = None
+    last_error: LastError | None = None
+    failures: int = 0
+    """Closes since the last ``open`` (drives the backoff)."""
+    retry: asyncio.Task[None] | None = None
+    """The one pending timer that queues the session again (backoff, flap hold, lease retry)."""
+    held_until: float | None = None
+    """Unix seconds: the flap breaker holds the session back until then."""
+    owner: str | None = None
+    owner_until: float | None = None
+    """Another connector owns the session (its lease), until then at least; acquisition is retried."""
+    wiped: bool = False
+    """Creds and keys were deleted (logged out, pairing expired): late writes from the bridge are refused."""
+    stored: bool = False
+    """Its creds were in the store (found at boot or by discovery, or saved since): if they are gone at the next
+    connect, another connector deleted the session, and it must not come back here as a fresh QR."""
+    opened_at: float = 0.0
+    last_event_at: float = 0.0
+    last_message_at: float = 0.0
+    stale_since: float | None = None
+    stale_reason: str | None = None
+
+    def record_error(self, code: int | None, message: str) -> None:
+        self.last_error = LastError(code=code, message=message, at=int(time.time()))
+
+    def clear_stale(self) -> None:
+        if self.stale_since is not None:
+            self.log.info("no longer stale")
+        self.stale_since = None
+        self.stale_reason = None
+
+    def apply_update(self, u: ConnectionUpdate) -> SessionState:
+        """A ``connection.update`` other than ``close`` (closes go through ``connector.policy``); returns the new
+        state."""
+        if u.qr:
+            self.qr = u.qr
+            if self.state != SessionState.PAIRING_CODE:
+                self.state = SessionState.QR
+            self.log.info("QR ready for scanning")
+        if u.isNewLogin:
+            self.qr = None
+            self.log.info("paired (new login)")
+        if u.connection == "connecting" and self.state not in PAIRING:
+            self.state = SessionState.CONNECTING
+        elif u.connection == "open":
+            self.state = SessionState.OPEN
+            self.qr = None
+            self.failures = 0
+            self.held_until = None
+            self.opened_at = time.time()
+            self.clear_stale()
+            if u.me is not None:
+                self.me = account_from_me(u.me.id, u.me.lid)
+            self.log.info("open as %s", self.me.pn or self.me.lid)
+        return self.state
+
+    @property
+    def held(self) -> bool:
+        return self.held_until is not None and self.held_until > time.time()

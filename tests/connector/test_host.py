@@ -1,0 +1,65 @@
+"""The bridge's host: key and creds writes pass through durably, are refused once the session is gone, and
+``message.get`` answers from the bounded message cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from connector.errors import SessionGone
+from connector.sidecar.types import MessageKey
+from connector.types import SessionId
+from tests.connector.fakes import CREDS, S1, Harness, wa_message
+
+
+async def test_keys_and_creds_pass_through_durably(harness: Harness) -> None:
+    await harness.start("s1")
+    host = harness.manager.host
+    value = {"type": "Buffer", "data": "AQID"}
+    await host.keys_set(S1, {"pre-key": {"1": {"public": value}, "2": None}, "tctoken": {"a@lid": {"t": 1}}})
+    assert await harness.auth.get_keys(S1, "pre-key", ["1", "2"]) == {"1": {"public": value}}
+    assert await host.keys_get(S1, "tctoken", ["a@lid", "b@lid"]) == {"a@lid": {"t": 1}}
+    await host.keys_set(S1, {"pre-key": {"1": None}})
+    assert await host.keys_get(S1, "pre-key", ["1"]) == {}
+    await host.creds_save(S1, CREDS)
+    assert await harness.auth.get_creds(S1) == CREDS
+
+
+async def test_writes_for_an_unknown_or_deleted_session_are_refused(harness: Harness) -> None:
+    await harness.start("s1")
+    host = harness.manager.host
+    with pytest.raises(SessionGone):
+        await host.keys_set(SessionId("nobody"), {"pre-key": {"1": {"k": 1}}})
+    await harness.manager.delete(S1)
+    with pytest.raises(SessionGone):
+        await host.creds_save(S1, CREDS)
+    with pytest.raises(SessionGone):
+        await host.keys_set(S1, {"session": {"a": {"x": 1}}})
+    assert await harness.auth.list_sessions() == []
+
+
+async def test_message_get_from_the_bounded_cache(make_harness: Callable[..., Harness]) -> None:
+    h = await make_harness(message_cache_size=2).start("s1")
+    for i in range(3):
+        message = wa_message("1@lid", f"M{i}", message={"conversation": f"t{i}"})
+        await h.bridge.emit("messages.upsert", "s1", {"type": "append", "messages": [message]})
+    host = h.manager.host
+    assert await host.message_get(S1, MessageKey(id="M2")) == {"conversation": "t2"}
+    assert await host.message_get(S1, MessageKey(id="M0")) is None  # evicted
+    assert await host.message_get(SessionId("other"), MessageKey(id="M2")) is None
+
+
+async def test_a_failing_event_handler_is_logged_and_the_next_event_still_handled(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await harness.start("s1")
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    harness.manager.ingest.on_upsert = broken  # type: ignore[method-assign]
+    await harness.bridge.emit("messages.upsert", "s1", {"type": "notify", "messages": [wa_message("1@lid", "A")]})
+    assert "handling messages.upsert of s1 failed" in caplog.text
+    await harness.bridge.emit("connection.update", "s1", {"qr": "2@x"})
+    assert harness.manager.get(S1).qr == "2@x"

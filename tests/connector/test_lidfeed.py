@@ -1,0 +1,87 @@
+"""The LID feed: every source of LID/PN pairs reaches the LID map, each pair once, and a failing LID map never fails
+the key write or message that carried the pair."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from connector.lidfeed import LidFeed
+from connector.store import MemoryLidMapStore
+from tests.connector.fakes import S1, Harness, wa_message
+
+
+class CountingLidMap(MemoryLidMapStore):
+    def __init__(self, fail: int = 0) -> None:
+        super().__init__()
+        self.writes: list[list[tuple[str, str]]] = []
+        self.fail = fail
+
+    async def put_pairs(self, pairs: list[tuple[str, str]]) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise RuntimeError("dynamodb down")
+        self.writes.append(pairs)
+        await super().put_pairs(pairs)
+
+
+async def test_lid_map_fed_from_all_sources(harness: Harness) -> None:
+    await harness.start("s1")
+    await harness.bridge.emit("lid-mapping.update", "s1", {"lid": "111@lid", "pn": "211@s.whatsapp.net"})
+    await harness.bridge.emit(
+        "messages.upsert",
+        "s1",
+        {
+            "type": "notify",
+            "messages": [
+                wa_message("112@lid", "M1", alt="212@s.whatsapp.net"),
+                wa_message("120363@g.us", "M2", participant="213@s.whatsapp.net", participant_alt="113@lid"),
+            ],
+        },
+    )
+    await harness.manager.host.keys_set(S1, {"lid-mapping": {"214": "114", "115_reverse": "215"}})
+    await harness.bridge.emit(
+        "messaging-history.set", "s1", {"lidPnMappings": [{"lid": "116@lid", "pn": "216@s.whatsapp.net"}]}
+    )
+    await harness.bridge.emit(
+        "contacts.upsert", "s1", {"contacts": [{"id": "117@lid", "phoneNumber": "217@s.whatsapp.net"}]}
+    )
+    found = await harness.lid_map.pn_for_lids([f"11{i}@lid" for i in range(1, 8)])
+    assert found == {f"11{i}@lid": f"21{i}@s.whatsapp.net" for i in range(1, 8)}
+    # the lid-mapping keys themselves are stored verbatim
+    stored = await harness.auth.get_keys(S1, "lid-mapping", ["214", "115_reverse"])
+    assert stored == {"214": "114", "115_reverse": "215"}
+
+
+async def test_a_pair_already_written_is_not_written_again_but_a_failed_one_is() -> None:
+    counting = CountingLidMap(fail=1)
+    h = await Harness(lid_map=counting).start("s1")
+    try:
+        for n in range(4):  # the first write fails: not remembered, so the next message writes it
+            chat = {"type": "notify", "messages": [wa_message("112@lid", f"M{n}", alt="212@s.whatsapp.net")]}
+            await h.bridge.emit("messages.upsert", "s1", chat)
+        await h.manager.host.keys_set(S1, {"lid-mapping": {"212": "112", "213": "113"}})
+    finally:
+        await h.manager.stop()
+    assert counting.writes == [[("112@lid", "212@s.whatsapp.net")], [("113@lid", "213@s.whatsapp.net")]]
+
+
+async def test_a_failing_lid_map_never_fails_a_key_write(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    await harness.start("s1")
+    harness.manager.lid_feed.store = CountingLidMap(fail=10)
+    with caplog.at_level(logging.WARNING):
+        await harness.manager.host.keys_set(S1, {"lid-mapping": {"214": "114"}})
+    assert await harness.auth.get_keys(S1, "lid-mapping", ["214"]) == {"214": "114"}
+    assert "LID map write" in caplog.text
+
+
+async def test_the_cache_is_bounded() -> None:
+    store = CountingLidMap()
+    feed = LidFeed(store, cache_size=2)
+    pairs = [(f"{i}@lid", f"{i}0@s.whatsapp.net") for i in range(3)]
+    for pair in pairs:
+        await feed.feed([pair], "test")
+    await feed.feed([pairs[0]], "test")  # evicted, so written again
+    await feed.feed([pairs[2]], "test")  # still remembered
+    assert store.writes == [[p] for p in pairs] + [[pairs[0]]]
