@@ -85,7 +85,7 @@ test: lint test-node test-py check-infra test-bench
 # Settings come from the environment (DESIGN section 12): CONNECTOR_API_KEY, CONNECTOR_PORT, CHATBOT_URL,
 # CHATBOT_SECRET, WA_WEBSOCKET_URL, AWS_ENDPOINT_URL, SESSION_START_INTERVAL_S, DEDUP_TTL_S. State lives in .data/.
 up: deps
-	$(PY) -m connector.local.stack
+	$(PY) -m infra.local.stack
 
 clean:
 	rm -rf $(VENV) .venv-checkov dist bridge/node_modules bridge/dist tests/wasim/node_modules infra/local/node_modules

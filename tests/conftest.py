@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from connector.local.emulators import DynamoDBLocal, MotoServer
 from connector.resources import create_queues, create_tables
+from infra.local.emulators import DynamoDBLocal, MotoServer
 from tests.support.bridge_host import BRIDGE_SCRIPT, BridgeRun, RecordingHost
 from tests.support.secrets import find_leaks, secrets_in
 from tests.support.wasim import WasimClient, WasimInfo, WasimProcess

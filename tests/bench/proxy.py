@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from connector.local.emulators import DynamoDBLocal, MotoServer
+from infra.local.emulators import DynamoDBLocal, MotoServer
 
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"}
 

@@ -104,8 +104,8 @@ def moto_probe(work: Path, count: int, fast: bool) -> dict[str, float]:
     groups into a fresh moto (nothing consumes them), timed at the start and at the end, plus one batch of 10."""
     import boto3  # type: ignore[import-untyped]
 
-    from connector.local.emulators import MotoServer
     from connector.resources import INBOUND_QUEUE, create_queues
+    from infra.local.emulators import MotoServer
     from tests.bench.proxy import FastMoto
 
     with open(work / "moto-probe.log", "ab") as log:

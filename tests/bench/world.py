@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from connector.local.stack import LocalStack
+from infra.local.stack import LocalStack
 from tests.support.chatbot import Answer, ChatbotServer
 from tests.support.relay import Api, ConnectorProcess
 from tests.support.wasim import ROOT, TRUST_ROOT_PRELOAD, Person, WasimClient, WasimInfo, WasimProcess

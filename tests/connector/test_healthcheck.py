@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from connector.healthcheck import main
-from connector.local.emulators import free_port
+from infra.local.emulators import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

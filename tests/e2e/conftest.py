@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
-from connector.local.stack import LocalStack
+from infra.local.stack import LocalStack
 from tests.support.chatbot import ChatbotServer
 from tests.support.relay import Api, ConnectorProcess
 from tests.support.wasim import WasimInfo

@@ -11,8 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from connector.local.emulators import free_port
-from connector.local.stack import LocalStack
+from infra.local.emulators import free_port
+from infra.local.stack import LocalStack
 from tests.e2e.conftest import API_KEY, Api, ConnectorProcess, stack_env
 from tests.e2e.test_relay import outbound_drained
 from tests.support.chatbot import ChatbotServer

@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import pytest
 
-from connector.local.stack import LocalStack
+from infra.local.stack import LocalStack
 from tests.e2e.conftest import Api, ConnectorProcess
 from tests.support.chatbot import Answer, ChatbotServer
 from tests.support.wasim import Person, WasimClient, new_person

@@ -7,7 +7,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from connector.local.stack import LocalStack
+from infra.local.stack import LocalStack
 from tests.e2e.conftest import API_KEY, Api, ConnectorProcess, stack_env
 from tests.support.chatbot import ChatbotServer
 from tests.support.wasim import WasimClient, WasimInfo, new_person

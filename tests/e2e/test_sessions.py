@@ -18,8 +18,8 @@ import aiohttp
 import boto3
 import pytest
 
-from connector.local.stack import LocalStack
 from connector.resources import AUTH_TABLE
+from infra.local.stack import LocalStack
 from tests.e2e.conftest import API_KEY, Api, ConnectorProcess, stack_env
 from tests.support.chatbot import ChatbotServer
 from tests.support.wasim import Person, WasimClient, WasimInfo, new_person

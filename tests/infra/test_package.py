@@ -22,7 +22,17 @@ ROOT = Path(__file__).resolve().parents[2]
 HANDLER = "functions.inbound.handler.lambda_handler"
 PYDANTIC_CORE_SO = "pydantic_core/_pydantic_core.cpython-311-aarch64-linux-gnu.so"
 EM_AARCH64 = 183  # ELF e_machine of arm64
-CONNECTOR_ONLY_OR_DEV = ("aiohttp", "aioboto3", "aiobotocore", "pydantic_settings", "segno", "moto", "pytest", "tests")
+CONNECTOR_ONLY_OR_DEV = (
+    "aiohttp",
+    "aioboto3",
+    "aiobotocore",
+    "pydantic_settings",
+    "segno",
+    "moto",
+    "pytest",
+    "tests",
+    "infra",
+)
 
 
 @dataclass(frozen=True)

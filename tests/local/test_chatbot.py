@@ -10,14 +10,17 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from connector.local.chatbot import create_app, verify_signature
+from infra.local.chatbot import create_app, verify_signature
 
 SECRET = "s3cr3t-for-tests"
+ROOT = Path(__file__).resolve().parents[2]
+"""Where ``python -m infra.local.chatbot`` resolves: ``infra`` is not installed, only the repository has it."""
 
 
 def sign(body: bytes, secret: str = SECRET, t: int | None = None) -> str:
@@ -94,7 +97,7 @@ def test_signature_tolerance_is_five_minutes() -> None:
 def test_refuses_to_start_without_a_secret() -> None:
     env = {k: v for k, v in os.environ.items() if k != "CHATBOT_SECRET"}
     proc = subprocess.run(
-        [sys.executable, "-m", "connector.local.chatbot", "--port", "1"], env=env, capture_output=True, timeout=30
+        [sys.executable, "-m", "infra.local.chatbot", "--port", "1"], cwd=ROOT, env=env, capture_output=True, timeout=30
     )
     assert proc.returncode == 11
     assert b"CHATBOT_SECRET" in proc.stderr

@@ -15,8 +15,8 @@ import pytest
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 
-from connector.local.runner import EventSourceRunner, LocalLambdaContext, failed_message_ids
 from connector.resources import INBOUND_QUEUE
+from infra.local.runner import EventSourceRunner, LocalLambdaContext, failed_message_ids
 
 
 class Queue:

@@ -19,9 +19,9 @@ from typing import Any
 import boto3
 import pytest
 
-from connector.local import stack as stack_module
-from connector.local.stack import LocalStack
 from connector.resources import QUEUES, TABLES
+from infra.local import stack as stack_module
+from infra.local.stack import LocalStack
 
 # Stand-in for `python -m connector`: serves /healthz on CONNECTOR_PORT, prints a few env values, and on SIGTERM
 # checks that DynamoDB is still up (the stack must stop the connector first) before exiting.

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from connector.local.emulators import wait_http
+from infra.local.emulators import wait_http
 from tests.support.wasim import Person, WasimClient
 
 

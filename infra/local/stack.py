@@ -1,4 +1,4 @@
-"""``make up``: the whole relay on one machine (DESIGN section 9). ``python -m connector.local.stack``.
+"""``make up``: the whole relay on one machine (DESIGN section 9). ``python -m infra.local.stack``.
 
 Starts, on 127.0.0.1 and in this order (``stop()`` tears down in reverse):
 
@@ -6,8 +6,8 @@ Starts, on 127.0.0.1 and in this order (``stop()`` tears down in reverse):
    SQS (queue contents live in its memory only). With ``AWS_ENDPOINT_URL`` set, neither starts: that endpoint serves
    both, and only what is missing there is created.
 2. The tables and queues of ``connector.resources`` (idempotent).
-3. The demo chatbot (``connector.local.chatbot``), unless ``CHATBOT_URL`` points at another one.
-4. The local event source mapping (``connector.local.runner``) for ``inbound.fifo``, calling
+3. The demo chatbot (``infra.local.chatbot``), unless ``CHATBOT_URL`` points at another one.
+4. The local event source mapping (``infra.local.runner``) for ``inbound.fifo``, calling
    ``functions.inbound.handler.lambda_handler`` in this process.
 5. The connector, ``python -m connector``, as a child process whose output is relayed here.
 
@@ -44,8 +44,6 @@ from types import FrameType
 from typing import Any, TextIO, cast
 
 from connector.errors import ConfigError, RelayError
-from connector.local.emulators import ROOT, DynamoDBLocal, MotoServer, free_port, wait_http
-from connector.local.runner import EventSourceRunner, Handler
 from connector.resources import (
     IDEMPOTENCY_TABLE,
     INBOUND_FUNCTION_TIMEOUT_S,
@@ -57,6 +55,8 @@ from connector.resources import (
     create_queues,
     create_tables,
 )
+from infra.local.emulators import ROOT, DynamoDBLocal, MotoServer, free_port, wait_http
+from infra.local.runner import EventSourceRunner, Handler
 
 log = logging.getLogger("wa_relay.local.stack")
 
@@ -286,7 +286,7 @@ class LocalStack:
             return
         port = free_port()
         env = {**self.environ, "CHATBOT_SECRET": self.chatbot_secret}
-        args = [sys.executable, "-m", "connector.local.chatbot", "--port", str(port)]
+        args = [sys.executable, "-m", "infra.local.chatbot", "--port", str(port)]
         self.chatbot = _Child("chatbot", args, env, self.output, self._lock)
         self._exit.callback(self.chatbot.stop)
         self.chatbot.start(f"http://127.0.0.1:{port}/healthz", 30)

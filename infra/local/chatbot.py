@@ -7,7 +7,7 @@ Copy it to start your own bot. It
 2. answers a text message with ``200 {"replies": [{"text": "You said: <text>"}]}``,
 3. answers anything else (images, stickers, …) with ``204``: no reply.
 
-Run it with ``CHATBOT_SECRET=... python -m connector.local.chatbot --port 8081`` and point ``CHATBOT_URL`` at
+Run it with ``CHATBOT_SECRET=... python -m infra.local.chatbot --port 8081`` and point ``CHATBOT_URL`` at
 ``http://127.0.0.1:8081/chat``.
 """
 

