@@ -22,7 +22,15 @@ from connector.outbound import OutboundConsumer
 from connector.publish import InboundPublisher, MemoryPublisher
 from connector.relay import Bridge, BridgeFactory, Leases, Relay
 from connector.sidecar import BridgeClient, BridgeCommand
-from connector.store import AuthStore, LidMapStore, MemoryAuthStore, MemoryLidMapStore, MemoryReplyLog, ReplyLog
+from connector.store import (
+    AuthStore,
+    LidMapStore,
+    MemoryAuthStore,
+    MemoryLeaseStore,
+    MemoryLidMapStore,
+    MemoryReplyLog,
+    ReplyLog,
+)
 from connector.store.abstract import LeaseStore
 
 log = logging.getLogger("wa_relay.app")
@@ -62,19 +70,23 @@ def _lifecycle(name: str, component: object) -> Callable[[web.Application], Asyn
     return ctx
 
 
-def make_stores(cfg: Config) -> tuple[AuthStore, LidMapStore, ReplyLog]:
+def make_stores(cfg: Config) -> tuple[AuthStore, LeaseStore, LidMapStore, ReplyLog]:
+    """The auth store, the lease store its fencing checks (the same table), the LID map and the reply log."""
     if cfg.store_backend == "memory":
         log.warning("STORE_BACKEND=memory: linked sessions are lost when the connector stops")
-        return MemoryAuthStore(), MemoryLidMapStore(), MemoryReplyLog(ttl_s=cfg.dedup_ttl_s)
+        leases = MemoryLeaseStore()
+        return MemoryAuthStore(leases), leases, MemoryLidMapStore(), MemoryReplyLog(ttl_s=cfg.dedup_ttl_s)
     # Imported here only: the memory backend (and the tests that use it) never load aioboto3.
     from connector.store.dynamodb import (
         DynamoAuthStore,
+        DynamoLeaseStore,
         DynamoLidMapStore,
         DynamoReplyLog,
     )
 
     return (
         DynamoAuthStore(cfg.auth_table, cfg.aws_endpoint_url, cfg.aws_region),
+        DynamoLeaseStore(cfg.auth_table, cfg.aws_endpoint_url, cfg.aws_region),
         DynamoLidMapStore(cfg.lid_map_table, cfg.aws_endpoint_url, cfg.aws_region),
         DynamoReplyLog(cfg.idempotency_table, cfg.aws_endpoint_url, cfg.aws_region, ttl_s=cfg.dedup_ttl_s),
     )
@@ -101,16 +113,17 @@ def bridge_factory(cfg: Config) -> BridgeFactory:
     return make
 
 
-def make_leases(cfg: Config, auth: AuthStore, relay: Relay) -> Leases | None:
-    """The lease keeper over the auth store (DESIGN section 7). Both stores are ``LeaseStore``s; an injected store
-    that is not (some tests) runs without leases, which is only safe with one connector per table."""
-    if not isinstance(auth, LeaseStore):
-        log.warning("the auth store has no leases: run only one connector on these tables")
+def make_leases(cfg: Config, auth: AuthStore, lease_store: LeaseStore | None, relay: Relay) -> Leases | None:
+    """The lease keeper over the lease store that ``auth`` fences against (DESIGN section 7). Without one (an
+    injected auth store in some tests) the connector runs without leases, which is only safe with one connector per
+    table."""
+    if lease_store is None:
+        log.warning("the auth store has no lease store: run only one connector on these tables")
         return None
     owner = cfg.connector_id or default_owner_id()
     log.info("lease owner id %s (ttl %.0fs, renewed every %.0fs)", owner, cfg.lease_ttl_s, cfg.lease_renew_s)
-    relay.lease_store = auth
-    return LeaseKeeper(auth, auth, owner, ttl_s=cfg.lease_ttl_s, renew_every_s=cfg.lease_renew_s,
+    relay.lease_store = lease_store
+    return LeaseKeeper(lease_store, auth, owner, ttl_s=cfg.lease_ttl_s, renew_every_s=cfg.lease_renew_s,
                        on_lost=relay.on_lease_lost)  # fmt: skip
 
 
@@ -145,9 +158,13 @@ def create_app(
 ) -> web.Application:
     """The connector as an unstarted app. Overrides replace the component built from ``cfg`` (tests);
     ``outbound=False`` leaves the outbound consumer out even when ``OUTBOUND_QUEUE_URL`` is set."""
+    # An injected memory auth store brings the lease store it fences against.
+    lease_store: LeaseStore | None = auth.leases if isinstance(auth, MemoryAuthStore) else None
     if auth is None or lid_map is None or reply_log is None:
         made = make_stores(cfg)
-        auth, lid_map, reply_log = auth or made[0], lid_map or made[1], reply_log or made[2]
+        if auth is None:
+            auth, lease_store = made[0], made[1]
+        lid_map, reply_log = lid_map or made[2], reply_log or made[3]
     publisher = publisher or make_publisher(cfg)
     relay = Relay(
         bridge or bridge_factory(cfg),
@@ -157,7 +174,7 @@ def create_app(
         **{**relay_options_of(cfg), **(relay_options or {})},
     )
     if leases is None:
-        leases = make_leases(cfg, auth, relay)
+        leases = make_leases(cfg, auth, lease_store, relay)
     relay.leases = leases
 
     app = web.Application(middlewares=[error_middleware, auth_middleware])
@@ -171,6 +188,8 @@ def create_app(
     add_routes(app)
 
     stores: list[tuple[str, object]] = [("auth store", auth), ("LID map store", lid_map), ("reply log", reply_log)]
+    if lease_store is not None:
+        stores.insert(1, ("lease store", lease_store))
     seen: set[int] = set()
     for name, store in stores:
         if id(store) not in seen:  # one object may implement several roles

@@ -177,6 +177,6 @@ async def test_internal_errors_are_json_500(client: TestClient[Any, Any]) -> Non
 def test_app_is_unstarted_application() -> None:
     app = create_app(Config(api_key=KEY, store_backend="memory"), bridge=FakeBridge)
     assert isinstance(app, web.Application)
-    # three stores, publisher, lease keeper (the memory auth store is the lease store), relay (no outbound queue)
-    assert len(app.cleanup_ctx) == 6
+    # four stores (auth, leases, LID map, reply log), publisher, lease keeper, relay (no outbound queue)
+    assert len(app.cleanup_ctx) == 7
     assert SessionId("x") == "x"

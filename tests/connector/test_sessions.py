@@ -253,15 +253,15 @@ def with_keeper(owner: str, auth: MemoryAuthStore | None = None, **opts: Any) ->
     if auth is not None:
         e.auth = auth
         e.relay.auth = auth
-    e.relay.lease_store = e.auth
-    e.relay.leases = LeaseKeeper(e.auth, e.auth, owner, ttl_s=1.0, renew_every_s=0.3, on_lost=e.relay.on_lease_lost)
+    leases = e.relay.lease_store = e.auth.leases
+    e.relay.leases = LeaseKeeper(leases, e.auth, owner, ttl_s=1.0, renew_every_s=0.3, on_lost=e.relay.on_lease_lost)
     return e
 
 
 async def test_a_session_owned_elsewhere_is_not_started_and_is_taken_over_after_expiry() -> None:
     e = with_keeper("me")
     await e.auth.put_creds(S1, CREDS)
-    await e.auth.acquire(S1, "other", 0.8)
+    await e.auth.leases.acquire(S1, "other", 0.8)
     assert e.relay.leases is not None
     await e.relay.leases.start()
     try:
@@ -275,7 +275,7 @@ async def test_a_session_owned_elsewhere_is_not_started_and_is_taken_over_after_
         assert body["last_error"]["message"].startswith("owned by other until")
         assert e.bridge.count("start") == 0
         await e.bridge.wait_calls("start", 1, timeout=4)  # the other lease expired: taken over
-        lease = await e.auth.get_lease(S1)
+        lease = await e.auth.leases.get_lease(S1)
         assert lease is not None and lease.owner == "me" and lease.token == 2
         assert e.relay.get(S1).owner is None
     finally:
@@ -291,9 +291,9 @@ async def test_a_lost_lease_closes_the_socket_at_once_and_retries(caplog: pytest
         await started(e, "s1")
         await e.bridge.emit("connection.update", "s1", OPEN)
         # another connector takes the lease over (as if ours had expired)
-        ours = await e.auth.get_lease(S1)
+        ours = await e.auth.leases.get_lease(S1)
         assert ours is not None
-        e.auth._leases[S1] = Lease(S1, "thief", ours.token + 1, time.time() + 0.5)
+        e.auth.leases._leases[S1] = Lease(S1, "thief", ours.token + 1, time.time() + 0.5)
         with caplog.at_level(logging.ERROR, "wa_relay.relay"):
             with pytest.raises(Exception, match="lease lost"):
                 await e.relay.keys_set(S1, {"pre-key": {"9": {"k": 1}}})  # a fenced write fails...
@@ -315,7 +315,7 @@ async def test_delete_releases_the_lease_and_is_refused_while_owned_elsewhere() 
     try:
         await started(e, "s1")
         await e.relay.delete(S1)
-        lease = await e.auth.get_lease(S1)
+        lease = await e.auth.leases.get_lease(S1)
         assert lease is None or lease.expires_at <= time.time()  # released
         assert await e.auth.list_sessions() == []
         e.relay.sessions[S1] = e.relay._new_session(S1)
@@ -402,13 +402,13 @@ async def test_no_messages_for_too_long_is_stale_when_enabled() -> None:
 async def test_a_watched_session_deleted_elsewhere_is_forgotten_not_restarted_with_a_qr() -> None:
     e = with_keeper("me")
     await e.auth.put_creds(S1, CREDS)
-    await e.auth.acquire(S1, "other", 0.5)
+    await e.auth.leases.acquire(S1, "other", 0.5)
     assert e.relay.leases is not None
     await e.relay.leases.start()
     try:
         await e.relay.start()
         await until(lambda: e.relay.get(S1).owner is not None)
-        other = await e.auth.get_lease(S1)
+        other = await e.auth.leases.get_lease(S1)
         assert other is not None
         e.auth.fence(S1, other)
         await e.auth.delete_session(S1)  # the owner logs the session out
@@ -427,11 +427,11 @@ async def test_a_standby_discovers_sessions_created_elsewhere_after_its_boot() -
     try:
         await e.relay.start()
         assert e.relay.sessions == {}
-        await e.auth.acquire(S1, "other", 0.5)
+        await e.auth.leases.acquire(S1, "other", 0.5)
         await e.auth.put_creds(S1, CREDS)  # created and owned by another connector
         await until(lambda: S1 in e.relay.sessions, timeout=4)
         await e.bridge.wait_calls("start", 1, timeout=4)  # its owner never renews: taken over
-        lease = await e.auth.get_lease(S1)
+        lease = await e.auth.leases.get_lease(S1)
         assert lease is not None and lease.owner == "me"
     finally:
         await e.relay.stop()

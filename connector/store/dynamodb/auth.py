@@ -30,10 +30,10 @@ from connector.store.dynamodb.codec import (
     session_key,
 )
 from connector.store.dynamodb.fencing import ConditionFailed, FencedTable
-from connector.store.dynamodb.leases import DynamoLeaseStore
 from connector.types import SessionId
 
 _MAX_PENDING_TOKENS = 16
+"""Ids of unanswered creds writes that the next write's condition still accepts as ours (bounds its size)."""
 
 
 @dataclass
@@ -44,8 +44,8 @@ class _CredsState:
     """Write ids whose outcome is known to be ours or unknown (a timeout may have applied the write)."""
 
 
-class DynamoAuthStore(FencedTable, DynamoLeaseStore, AuthStore):
-    """Creds and Signal keys of every session. Still also the ``LeaseStore`` (``DynamoLeaseStore``'s methods).
+class DynamoAuthStore(FencedTable, AuthStore):
+    """Creds and Signal keys of every session.
 
     Writes of one session are serialized by a per-session lock; sessions write in parallel. Every write of the
     session goes through ``_write`` (keys, parts, the chunk index, deletes) or ``put_creds`` (creds). Once the session
