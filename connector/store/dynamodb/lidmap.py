@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,51 +13,19 @@ from connector.store.dynamodb.base import DynamoComponent, WriteRequest
 
 class DynamoLidMapStore(DynamoComponent, LidMapStore):
     """Two items per pair (``lid#<user>`` → ``pn``, ``pn#<user>`` → ``lid``; keys from ``connector.contracts``, which
-    the inbound function reads too). Pairs already written by this process are remembered (LRU), so the per-message
-    feed costs no writes in steady state."""
+    the inbound function reads too). Every call writes what it is given (duplicates within the call once): the
+    connector's LID feed keeps the one cache of pairs already written, and a second one here would only repeat it."""
 
     default_table = LID_MAP_TABLE.default_name
 
-    def __init__(
-        self,
-        table_name: str | None = None,
-        endpoint_url: str | None = None,
-        region: str = "us-east-1",
-        *,
-        remember: int = 10_000,
-        session: Any = None,
-        max_attempts: int = 8,
-        backoff_base_s: float = 0.05,
-        backoff_max_s: float = 2.0,
-    ) -> None:
-        super().__init__(
-            table_name,
-            endpoint_url,
-            region,
-            session=session,
-            max_attempts=max_attempts,
-            backoff_base_s=backoff_base_s,
-            backoff_max_s=backoff_max_s,
-        )
-        self.remember = remember
-        self._written: OrderedDict[tuple[str, str], None] = OrderedDict()
-
     async def put_pairs(self, pairs: list[tuple[str, str]]) -> None:
-        fresh = list(dict.fromkeys((f"{jid_user(lid)}@lid", f"{jid_user(pn)}@s.whatsapp.net") for lid, pn in pairs))
-        fresh = [p for p in fresh if p not in self._written]
-        if not fresh:
-            return
+        unique = dict.fromkeys((f"{jid_user(lid)}@lid", f"{jid_user(pn)}@s.whatsapp.net") for lid, pn in pairs)
         writes: list[WriteRequest] = []
-        for lid, pn in fresh:
+        for lid, pn in unique:
             for pk, attr, value in ((lid_map_key_for_lid(lid), "pn", pn), (lid_map_key_for_pn(pn), "lid", lid)):
                 key = {"pk": {"S": pk}}
                 writes.append((key, {"PutRequest": {"Item": {**key, attr: {"S": value}}}}, f"lid map {lid} {pn}"))
         await self._batch_write(writes)
-        for pair in fresh:
-            self._written[pair] = None
-            self._written.move_to_end(pair)
-        while len(self._written) > self.remember:
-            self._written.popitem(last=False)
 
     async def pn_for_lids(self, lids: list[str]) -> dict[str, str]:
         return await self._lookup(lids, lid_map_key_for_lid, "pn")
