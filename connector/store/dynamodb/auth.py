@@ -94,14 +94,7 @@ class DynamoAuthStore(FencedTable, AuthStore):
     async def get_creds(self, session: SessionId) -> dict[str, Any] | None:
         # Under the lock: a read racing a put could otherwise record a version older than the put's.
         async with self._locks.hold(session):
-            client = self.client
-            try:
-                resp = await client.get_item(
-                    TableName=self.table, Key=session_key(session, CREDS_SK), ConsistentRead=True
-                )
-            except Exception as e:
-                raise StoreError(f"failed to read creds of {session}") from e
-            item = resp.get("Item")
+            item = await self._get_item(session_key(session, CREDS_SK), f"creds of {session}")
             if item is None:
                 self._creds[session] = _CredsState()
                 return None
@@ -296,12 +289,8 @@ class DynamoAuthStore(FencedTable, AuthStore):
         cached = self._chunks.get(session)
         if cached is not None:
             return cached
-        client = self.client
-        try:
-            resp = await client.get_item(TableName=self.table, Key=session_key(session, CHUNKS_SK), ConsistentRead=True)
-        except Exception as e:
-            raise StoreError(f"failed to read the chunk index of {session}") from e
-        m = resp.get("Item", {}).get("m", {}).get("M", {})
+        item = await self._get_item(session_key(session, CHUNKS_SK), f"the chunk index of {session}")
+        m = (item or {}).get("m", {}).get("M", {})
         index = {sk: int(v["N"]) for sk, v in m.items()}
         self._chunks[session] = index
         return index

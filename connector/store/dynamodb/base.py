@@ -84,6 +84,15 @@ class DynamoComponent:
         # Full jitter: unprocessed items mean the partition is throttled; synchronized retries would keep it so.
         return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
 
+    async def _get_item(self, key: Item, what: str) -> Item | None:
+        """The item at ``key`` (strongly consistent, like every read here), ``None`` if there is none."""
+        client = self.client
+        try:
+            resp = await client.get_item(TableName=self.table, Key=key, ConsistentRead=True)
+        except Exception as e:
+            raise StoreError(f"failed to read {what}") from e
+        return resp.get("Item")  # type: ignore[no-any-return]
+
     async def _batch_get(self, keys: list[Item], what: str) -> list[Item]:
         """Every existing item of ``keys`` (duplicates removed: DynamoDB rejects a batch that repeats a key)."""
         unique = list({key_identity(k): k for k in keys}.values())

@@ -70,12 +70,7 @@ class DynamoLeaseStore(DynamoComponent, LeaseStore):
         )
 
     async def get_lease(self, session: SessionId) -> Lease | None:
-        client = self.client
-        try:
-            resp = await client.get_item(TableName=self.table, Key=session_key(session, LEASE_SK), ConsistentRead=True)
-        except Exception as e:
-            raise StoreError(f"failed to read the lease of {session}") from e
-        item = resp.get("Item")
+        item = await self._get_item(session_key(session, LEASE_SK), f"the lease of {session}")
         return None if item is None else _lease_of(session, item)
 
     async def _update(self, session: str, update: str, condition: str, values: Item) -> Item | None:

@@ -36,12 +36,7 @@ class DynamoReplyLog(DynamoComponent, ReplyLog):
         return {IDEMPOTENCY_TABLE.hash_key: {"S": f"reply#{reply_id}"}}
 
     async def sent_message_id(self, reply_id: str) -> str | None:
-        client = self.client
-        try:
-            resp = await client.get_item(TableName=self.table, Key=self._key(reply_id), ConsistentRead=True)
-        except Exception as e:
-            raise StoreError(f"failed to read the send record of reply {reply_id}") from e
-        item = resp.get("Item")
+        item = await self._get_item(self._key(reply_id), f"the send record of reply {reply_id}")
         if item is None or float(item.get(self.ttl_attribute, {}).get("N", "0")) <= time.time():
             return None
         message_id = item.get("message_id", {}).get("S")
