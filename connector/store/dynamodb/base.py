@@ -1,5 +1,5 @@
-"""What every DynamoDB store shares: its client's lifecycle, the batch read/write primitives with AWS's limits
-enforced, and a per-session lock."""
+"""What every DynamoDB store shares: its client's lifecycle, the read and write primitives (consistent gets,
+paginated queries and scans, batches within AWS's limits) and a per-session lock."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ WriteRequest = tuple[Item, dict[str, Any], str]
 
 
 class DynamoComponent:
-    """One aiobotocore client, created in ``start()`` and closed in ``stop()``, plus the batch primitives every store
-    needs, with AWS limits enforced here: DynamoDB Local rejects oversize batches like AWS does, but other emulators
+    """One aiobotocore client, created in ``start()`` and closed in ``stop()``, plus the primitives every store
+    needs. AWS limits are enforced here: DynamoDB Local rejects oversize batches like AWS does, but other emulators
     (moto) accept them and would hide the bug."""
 
     default_table: ClassVar[str]

@@ -32,7 +32,8 @@ TRANSACT_MAX_BYTES = 3_500_000
 
 
 class ConditionFailed(StoreError):
-    """A transaction's own condition (not the lease's) failed; ``index`` is the action's position."""
+    """A transaction's own condition (not the lease's) failed; ``index`` is the action's position. It never leaves
+    this package: the only conditional action is the creds update, whose caller turns it into ``CredsConflict``."""
 
     def __init__(self, message: str, index: int) -> None:
         super().__init__(message)
