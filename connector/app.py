@@ -26,6 +26,7 @@ from connector.store import (
     LeaseStore,
     LidMapStore,
     MemoryAuthStore,
+    MemoryLeaseStore,
     MemoryLidMapStore,
     MemoryReplyLog,
     ReplyLog,
@@ -39,21 +40,25 @@ CONFIG_KEY = web.AppKey("config", Config)
 class Stores(NamedTuple):
     auth: AuthStore
     leases: LeaseStore | None
+    """The lease store ``auth`` fences against (the same table). ``None``: no leases, one connector per table."""
     lid_map: LidMapStore
     reply_log: ReplyLog
+
+    @classmethod
+    def memory(cls, dedup_ttl_s: float = 86400.0) -> Stores:
+        leases = MemoryLeaseStore()
+        return cls(MemoryAuthStore(leases), leases, MemoryLidMapStore(), MemoryReplyLog(ttl_s=dedup_ttl_s))
 
 
 def make_stores(cfg: Config) -> Stores:
     if cfg.store_backend == "memory":
         log.warning("STORE_BACKEND=memory: linked sessions are lost when the connector stops")
-        auth = MemoryAuthStore()
-        return Stores(auth, auth, MemoryLidMapStore(), MemoryReplyLog(ttl_s=cfg.dedup_ttl_s))
-    from connector.store.dynamodb import DynamoAuthStore, DynamoLidMapStore, DynamoReplyLog
+        return Stores.memory(cfg.dedup_ttl_s)
+    from connector.store.dynamodb import DynamoAuthStore, DynamoLeaseStore, DynamoLidMapStore, DynamoReplyLog
 
-    dynamo_auth = DynamoAuthStore(cfg.auth_table, cfg.aws_endpoint_url, cfg.aws_region)
     return Stores(
-        dynamo_auth,
-        dynamo_auth,
+        DynamoAuthStore(cfg.auth_table, cfg.aws_endpoint_url, cfg.aws_region),
+        DynamoLeaseStore(cfg.auth_table, cfg.aws_endpoint_url, cfg.aws_region),
         DynamoLidMapStore(cfg.lid_map_table, cfg.aws_endpoint_url, cfg.aws_region),
         DynamoReplyLog(cfg.idempotency_table, cfg.aws_endpoint_url, cfg.aws_region, ttl_s=cfg.dedup_ttl_s),
     )

@@ -11,7 +11,7 @@ from connector.store.abstract import (
     ReplyLog,
     SignalKeyStore,
 )
-from connector.store.memory import MemoryAuthStore, MemoryLidMapStore, MemoryReplyLog
+from connector.store.memory import MemoryAuthStore, MemoryLeaseStore, MemoryLidMapStore, MemoryReplyLog
 
 __all__ = [
     "AuthStore",
@@ -20,6 +20,7 @@ __all__ = [
     "LeaseStore",
     "LidMapStore",
     "MemoryAuthStore",
+    "MemoryLeaseStore",
     "MemoryLidMapStore",
     "MemoryReplyLog",
     "ReplyLog",

@@ -33,16 +33,19 @@ class SignalKeyStore(ABC):
 class AuthStore(CredsStore, SignalKeyStore):
     """Creds and Signal keys of every session, as one container (the DynamoDB table is one, too).
 
-    Fencing (issue 4): after ``fence(session, lease)``, every write of that session (keys, creds, deletes) is
-    conditioned on the lease item still carrying ``lease.token`` and ``lease.owner``; a write that fails the
-    condition raises ``LeaseLost`` and changes nothing. ``fence(session, None)`` removes the fence."""
+    Fencing: after ``fence(session, lease)``, every write of that session (keys, creds, deletes) is conditioned on
+    the session's lease item (which the ``LeaseStore`` keeps) still carrying ``lease.token`` and ``lease.owner``; a
+    write that fails the condition raises ``LeaseLost`` and changes nothing. Two connectors writing one session's
+    Signal keys break its ratchets (Bad MAC), so a connector that lost the lease must not write at all, not even a
+    write it started before the loss. ``fence(session, None)`` removes the fence."""
 
     def fence(self, session: SessionId, lease: Lease | None) -> None:
         """Condition every later write of ``session`` on ``lease`` (see the class docstring)."""
 
     @abstractmethod
     async def delete_session(self, session: SessionId) -> None:
-        """Remove the creds and every key of ``session`` (after a logout)."""
+        """Remove the creds, every key and, last, the lease item of ``session`` (after a logout: nothing of it is
+        left). Fenced, the lease item is removed only if it still carries the fence's owner and token."""
 
     @abstractmethod
     async def list_sessions(self) -> list[SessionId]:
@@ -98,7 +101,8 @@ class LeaseStore(ABC):
     @abstractmethod
     async def acquire(self, session: SessionId, owner: str, ttl_s: float) -> Lease | None:
         """Take the lease if it is free, expired or already ``owner``'s, for ``ttl_s`` seconds. A change of owner
-        gets a token greater than any before. ``None`` while another owner holds an unexpired lease."""
+        gets a token greater than any the lease item had (a deleted session starts again at 1). ``None`` while
+        another owner holds an unexpired lease."""
 
     @abstractmethod
     async def renew(self, lease: Lease, ttl_s: float) -> Lease:

@@ -1,7 +1,6 @@
-"""In-memory ``AuthStore`` (which is also the ``LeaseStore``, so fencing sees the same lease items) for tests and a
-store-less development run. Values are kept as JSON text, so what comes back is a fresh copy of exactly what was
-stored, as with the DynamoDB store. Fencing behaves as on DynamoDB: a fenced write checks the lease's owner and token
-(not its expiry) and, if they differ, raises ``LeaseLost`` before changing anything."""
+"""In-memory stores for tests and a store-less development run. Values are kept as JSON text, so what comes back is a
+fresh copy of exactly what was stored, as with the DynamoDB stores. Every method runs without awaiting anything, so
+each one is atomic under asyncio (like one DynamoDB call)."""
 
 from __future__ import annotations
 
@@ -16,16 +15,9 @@ from connector.store.abstract import AuthStore, Lease, LeaseStore, LidMapStore, 
 from connector.types import SessionId
 
 
-class MemoryAuthStore(AuthStore, LeaseStore):
-    """Every method runs without awaiting anything, so each one is atomic under asyncio (like one DynamoDB call)."""
-
+class MemoryLeaseStore(LeaseStore):
     def __init__(self) -> None:
-        self._creds: dict[SessionId, str] = {}
-        self._keys: dict[SessionId, dict[tuple[str, str], str]] = {}
         self._leases: dict[SessionId, Lease] = {}
-        self._fences: dict[SessionId, Lease] = {}
-
-    # ---- leases ----
 
     async def acquire(self, session: SessionId, owner: str, ttl_s: float) -> Lease | None:
         now = time.time()
@@ -63,6 +55,28 @@ class MemoryAuthStore(AuthStore, LeaseStore):
     async def get_lease(self, session: SessionId) -> Lease | None:
         return self._leases.get(session)
 
+    def held_by(self, session: SessionId, lease: Lease) -> bool:
+        """Whether the session's lease item still carries ``lease``'s owner and token (what fencing checks; not the
+        expiry, as on DynamoDB)."""
+        current = self._leases.get(session)
+        return current is not None and (current.owner, current.token) == (lease.owner, lease.token)
+
+    def delete(self, session: SessionId) -> None:
+        """Remove the session's lease item (the auth store does, with the rest of a deleted session)."""
+        self._leases.pop(session, None)
+
+
+class MemoryAuthStore(AuthStore):
+    """Fenced against ``leases`` (a ``MemoryLeaseStore``, created if not given: share it with the lease keeper).
+    Fencing behaves as on DynamoDB: a fenced write checks the lease's owner and token (not its expiry) and, if they
+    differ, raises ``LeaseLost`` before changing anything."""
+
+    def __init__(self, leases: MemoryLeaseStore | None = None) -> None:
+        self.leases = leases if leases is not None else MemoryLeaseStore()
+        self._creds: dict[SessionId, str] = {}
+        self._keys: dict[SessionId, dict[tuple[str, str], str]] = {}
+        self._fences: dict[SessionId, Lease] = {}
+
     def fence(self, session: SessionId, lease: Lease | None) -> None:
         if lease is None:
             self._fences.pop(session, None)
@@ -73,12 +87,11 @@ class MemoryAuthStore(AuthStore, LeaseStore):
         fence = self._fences.get(session)
         if fence is None:
             return None
-        current = self._leases.get(session)
-        if current is None or current.owner != fence.owner or current.token != fence.token:
+        if not self.leases.held_by(session, fence):
             raise LeaseLost(f"failed to save {what} of {session}: the lease (token {fence.token}) is lost")
         return fence
 
-    # ---- auth ----
+    # ---- creds and keys ----
 
     async def get_creds(self, session: SessionId) -> dict[str, Any] | None:
         raw = self._creds.get(session)
@@ -120,9 +133,8 @@ class MemoryAuthStore(AuthStore, LeaseStore):
         fence = self._check_fence(session, "the deletion")
         self._creds.pop(session, None)
         self._keys.pop(session, None)
-        current = self._leases.get(session)
-        if current is not None and (fence is None or (current.owner, current.token) == (fence.owner, fence.token)):
-            del self._leases[session]
+        if fence is None or self.leases.held_by(session, fence):
+            self.leases.delete(session)
 
     async def list_sessions(self) -> list[SessionId]:
         return sorted(self._creds)

@@ -182,9 +182,9 @@ resource "aws_iam_role" "connector_task" {
 }
 
 data "aws_iam_policy_document" "connector_task" {
-  # The auth store (connector/store/dynamodb.py): consistent reads, batched key reads/writes, fenced transactions
-  # (TransactWriteItems is authorized per contained action: Put/Update/Delete/ConditionCheck), creds updates, lease
-  # get/update/delete, the per-session Query and the boot-time Scan for the session list.
+  # The auth and lease stores (connector/store/dynamodb/): consistent reads, batched key reads/writes, fenced
+  # transactions (TransactWriteItems is authorized per contained action: Put/Update/Delete/ConditionCheck), creds
+  # updates, lease get/update/delete, the per-session Query and the boot-time Scan for the session list.
   statement {
     sid = "AuthStore"
     actions = [

@@ -179,7 +179,7 @@ class Harness:
         auth: MemoryAuthStore | None = None,
     ) -> None:
         self.auth = auth or MemoryAuthStore()
-        self.leases = self.auth
+        self.leases = self.auth.leases
         self.lid_map = lid_map or MemoryLidMapStore()
         self.publisher = publisher or MemoryPublisher()
         self.fatal: list[int] = []

@@ -12,7 +12,6 @@ from connector.app import Stores, create_app
 from connector.config import Config
 from connector.errors import StoreError
 from connector.publish import MemoryPublisher
-from connector.store import MemoryAuthStore, MemoryLidMapStore, MemoryReplyLog
 from tests.connector.fakes import FakeBridge
 
 KEY = "k3J9x2Lq8Vn5Rt7Wz4Yb"
@@ -23,10 +22,9 @@ OPEN = {"connection": "open", "me": {"id": "15550001111:5@s.whatsapp.net", "lid"
 @pytest.fixture
 async def client() -> AsyncIterator[TestClient[Any, Any]]:
     cfg = Config(api_key=KEY, store_backend="memory", session_start_interval_s=0, session_start_jitter_s=0)
-    auth = MemoryAuthStore()
     app = create_app(
         cfg,
-        stores=Stores(auth, auth, MemoryLidMapStore(), MemoryReplyLog()),
+        stores=Stores.memory(),
         publisher=MemoryPublisher(),
         bridge=FakeBridge,
     )
@@ -221,5 +219,5 @@ async def test_internal_errors_are_json_500(client: TestClient[Any, Any]) -> Non
 def test_app_is_unstarted_application() -> None:
     app = create_app(Config(api_key=KEY, store_backend="memory"), bridge=FakeBridge)
     assert isinstance(app, web.Application)
-    # the stores (the memory auth store is the lease store too), publisher, session manager (no outbound queue)
-    assert len(app.cleanup_ctx) == 5
+    # four stores (auth, leases, LID map, reply log), publisher, session manager (no outbound queue)
+    assert len(app.cleanup_ctx) == 6

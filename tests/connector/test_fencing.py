@@ -1,4 +1,4 @@
-"""Conformance suite of fencing (issue 4): after ``fence(session, lease)`` every write of the session is conditioned
+"""Conformance suite of fencing: after ``fence(session, lease)`` every write of the session is conditioned
 on the lease item, on the memory store and on the DynamoDB store (DynamoDB Local), never skipped. A write with a
 stale fence raises ``LeaseLost`` and changes nothing. DynamoDB-only tests at the end cover the transactions."""
 
@@ -16,24 +16,24 @@ from botocore.exceptions import ClientError
 
 from connector.errors import CredsConflict, LeaseLost, StoreError
 from connector.resources import AUTH_TABLE, DYNAMODB_TRANSACT_MAX
-from connector.store import Lease
+from connector.store import Lease, LeaseStore
 from connector.store.dynamodb import DynamoAuthStore
 from connector.types import SessionId
-from tests.connector.conftest import Store
+from tests.connector.conftest import DynamoStores, Stores
 from tests.connector.test_store import Recording, baileys_keys, buf, items_of, sid
 
 
-async def fenced(store: Store, s: SessionId, owner: str = "a", ttl_s: float = 60) -> Lease:
-    lease = await store.acquire(s, owner, ttl_s)
+async def fenced(stores: Stores | DynamoStores, s: SessionId, owner: str = "a", ttl_s: float = 60) -> Lease:
+    lease = await stores.leases.acquire(s, owner, ttl_s)
     assert lease is not None
-    store.fence(s, lease)
+    stores.auth.fence(s, lease)
     return lease
 
 
-async def take_over(store: Store, s: SessionId, stale: Lease) -> Lease:
+async def take_over(leases: LeaseStore, s: SessionId, stale: Lease) -> Lease:
     """Another connector takes the session once ``stale`` has expired."""
     await asyncio.sleep(max(0.0, stale.expires_at - time.time()) + 0.05)
-    lease = await store.acquire(s, "b", 60)
+    lease = await leases.acquire(s, "b", 60)
     assert lease is not None and lease.token > stale.token
     return lease
 
@@ -46,9 +46,10 @@ def big_value() -> dict[str, Any]:
 # ---- conformance -------------------------------------------------------------------------------------------------
 
 
-async def test_fenced_writes_work_while_the_lease_is_held(store: Store) -> None:
+async def test_fenced_writes_work_while_the_lease_is_held(stores: Stores) -> None:
+    store, leases = stores
     s = sid()
-    lease = await fenced(store, s)
+    lease = await fenced(stores, s)
     keys = baileys_keys()
     await store.put_creds(s, {"registrationId": 1})
     await store.set_keys(s, keys)
@@ -58,24 +59,25 @@ async def test_fenced_writes_work_while_the_lease_is_held(store: Store) -> None:
     assert await store.get_keys(s, "pre-key", ["1", "812"]) == {"812": keys["pre-key"]["812"]}
     assert s in await store.list_sessions()
     # renewing does not change the token: the fence still holds
-    await store.renew(lease, 60)
+    await leases.renew(lease, 60)
     await store.set_keys(s, {"session": {"x.1": {"n": 1}}})
 
     await store.delete_session(s)
     assert await store.get_creds(s) is None
     assert await store.get_keys(s, "session", ["x.1"]) == {}
     assert s not in await store.list_sessions()
-    assert await store.get_lease(s) is None, "the lease item goes last: nothing of the session is left"
-    b = await store.acquire(s, "b", 60)
+    assert await leases.get_lease(s) is None, "the lease item goes last: nothing of the session is left"
+    b = await leases.acquire(s, "b", 60)
     assert b is not None, "re-linking (by any connector) starts clean"
 
 
-async def test_every_write_with_a_stale_fence_raises_lease_lost_and_changes_nothing(store: Store) -> None:
+async def test_every_write_with_a_stale_fence_raises_lease_lost_and_changes_nothing(stores: Stores) -> None:
+    store, leases = stores
     s = sid()
-    stale = await fenced(store, s, ttl_s=0.2)
+    stale = await fenced(stores, s, ttl_s=0.2)
     await store.put_creds(s, {"registrationId": 1})
     await store.set_keys(s, {"pre-key": {"1": {"k": 1}, "2": {"k": 2}}})
-    await take_over(store, s, stale)
+    await take_over(leases, s, stale)
 
     with pytest.raises(LeaseLost):
         await store.set_keys(s, {"pre-key": {"1": {"k": "new"}, "3": {"k": 3}}})
@@ -91,32 +93,35 @@ async def test_every_write_with_a_stale_fence_raises_lease_lost_and_changes_noth
 
     assert await store.get_creds(s) == {"registrationId": 1}
     assert await store.get_keys(s, "pre-key", ["1", "2", "3", "100", "349"]) == {"1": {"k": 1}, "2": {"k": 2}}
-    current = await store.get_lease(s)
+    current = await leases.get_lease(s)
     assert current is not None and current.owner == "b" and current.expires_at > time.time()
 
 
-async def test_a_stale_fence_does_not_stop_the_new_owner(store: Store) -> None:
+async def test_a_stale_fence_does_not_stop_the_new_owner(stores: Stores) -> None:
+    store, leases = stores
     s = sid()
-    stale = await fenced(store, s, ttl_s=0.2)
-    b = await take_over(store, s, stale)
+    stale = await fenced(stores, s, ttl_s=0.2)
+    b = await take_over(leases, s, stale)
     store.fence(s, b)  # the new owner (here: the same store object) fences with its own lease
     await store.set_keys(s, {"session": {"a.1": {"by": "b"}}})
     await store.put_creds(s, {"by": "b"})
     assert await store.get_keys(s, "session", ["a.1"]) == {"a.1": {"by": "b"}}
 
 
-async def test_unfenced_writes_are_unconditional_again(store: Store) -> None:
+async def test_unfenced_writes_are_unconditional_again(stores: Stores) -> None:
+    store, leases = stores
     s = sid()
-    stale = await fenced(store, s, ttl_s=0.2)
-    await take_over(store, s, stale)
+    stale = await fenced(stores, s, ttl_s=0.2)
+    await take_over(leases, s, stale)
     store.fence(s, None)
     await store.set_keys(s, {"session": {"a.1": {"n": 1}}})
     assert await store.get_keys(s, "session", ["a.1"]) == {"a.1": {"n": 1}}
 
 
-async def test_250_fenced_keys_in_one_write(store: Store) -> None:
+async def test_250_fenced_keys_in_one_write(stores: Stores) -> None:
+    store = stores.auth
     s = sid()
-    await fenced(store, s)
+    await fenced(stores, s)
     keys = {str(i): {"public": buf(33), "private": buf(32)} for i in range(250)}
     await store.set_keys(s, {"pre-key": keys})
     assert await store.get_keys(s, "pre-key", list(keys)) == keys
@@ -124,9 +129,10 @@ async def test_250_fenced_keys_in_one_write(store: Store) -> None:
     assert await store.get_keys(s, "pre-key", list(keys)) == {}
 
 
-async def test_a_fenced_large_value_round_trips(store: Store) -> None:
+async def test_a_fenced_large_value_round_trips(stores: Stores) -> None:
+    store, leases = stores
     s = sid()
-    stale = await fenced(store, s, ttl_s=3)
+    stale = await fenced(stores, s, ttl_s=3)
     big = big_value()
     await store.set_keys(s, {"app-state-sync-version": {"regular_low": big}})
     got = await store.get_keys(s, "app-state-sync-version", ["regular_low"])
@@ -135,7 +141,7 @@ async def test_a_fenced_large_value_round_trips(store: Store) -> None:
     await store.set_keys(s, {"app-state-sync-version": {"regular_low": small}})
     assert await store.get_keys(s, "app-state-sync-version", ["regular_low"]) == {"regular_low": small}
     # and a large value with a stale fence changes nothing either
-    await take_over(store, s, stale)
+    await take_over(leases, s, stale)
     with pytest.raises(LeaseLost):
         await store.set_keys(s, {"app-state-sync-version": {"regular_low": big}})
     assert await store.get_keys(s, "app-state-sync-version", ["regular_low"]) == {"regular_low": small}
@@ -144,9 +150,10 @@ async def test_a_fenced_large_value_round_trips(store: Store) -> None:
 # ---- DynamoDB only -----------------------------------------------------------------------------------------------
 
 
-async def test_fenced_writes_are_transactions_with_a_lease_check(dynamo: DynamoAuthStore) -> None:
+async def test_fenced_writes_are_transactions_with_a_lease_check(dynamo_pair: DynamoStores) -> None:
+    dynamo = dynamo_pair.auth
     s = sid()
-    lease = await fenced(dynamo, s)
+    lease = await fenced(dynamo_pair, s)
     rec = Recording(dynamo._client)
     dynamo._client = rec
     keys = {str(i): {"public": buf(33)} for i in range(250)}
@@ -166,10 +173,11 @@ async def test_fenced_writes_are_transactions_with_a_lease_check(dynamo: DynamoA
 
 
 async def test_fenced_parts_stay_under_the_transaction_size_limit(
-    dynamo: DynamoAuthStore, dynamodb_endpoint: str
+    dynamo_pair: DynamoStores, dynamodb_endpoint: str
 ) -> None:
+    dynamo = dynamo_pair.auth
     s = sid()
-    await fenced(dynamo, s)
+    await fenced(dynamo_pair, s)
     rec = Recording(dynamo._client)
     dynamo._client = rec
     # ~5 MB compressed: more parts than one 4 MB transaction can carry
@@ -183,9 +191,10 @@ async def test_fenced_parts_stay_under_the_transaction_size_limit(
     assert not [k for k in items_of(dynamodb_endpoint, s) if k != "lease"]
 
 
-async def test_creds_conflict_under_a_valid_fence(dynamo: DynamoAuthStore, dynamodb_endpoint: str) -> None:
+async def test_creds_conflict_under_a_valid_fence(dynamo_pair: DynamoStores, dynamodb_endpoint: str) -> None:
+    dynamo = dynamo_pair.auth
     s = sid()
-    await fenced(dynamo, s)
+    await fenced(dynamo_pair, s)
     await dynamo.get_creds(s)
     await dynamo.put_creds(s, {"n": 1})
     await dynamo.put_creds(s, {"n": 2})
@@ -215,9 +224,10 @@ def cancelled(*codes: str) -> ClientError:
     )
 
 
-async def test_transaction_conflicts_are_retried(dynamo: DynamoAuthStore) -> None:
+async def test_transaction_conflicts_are_retried(dynamo_pair: DynamoStores) -> None:
+    dynamo = dynamo_pair.auth
     s = sid()
-    await fenced(dynamo, s)
+    await fenced(dynamo_pair, s)
     dynamo.backoff_base_s = 0.001
     failures = {"n": 2}
 
@@ -241,9 +251,10 @@ async def test_transaction_conflicts_are_retried(dynamo: DynamoAuthStore) -> Non
     assert not isinstance(err2.value, (LeaseLost, CredsConflict))
 
 
-async def test_cancellation_reasons_only_in_the_message_are_understood(dynamo: DynamoAuthStore) -> None:
+async def test_cancellation_reasons_only_in_the_message_are_understood(dynamo_pair: DynamoStores) -> None:
+    dynamo = dynamo_pair.auth
     s = sid()
-    await fenced(dynamo, s)
+    await fenced(dynamo_pair, s)
 
     def before(op: str, kwargs: dict[str, Any]) -> None:
         if op == "transact_write_items":
@@ -263,32 +274,35 @@ async def test_cancellation_reasons_only_in_the_message_are_understood(dynamo: D
         await dynamo.set_keys(s, {"session": {"a.1": {"n": 1}}})
 
 
-async def test_fenced_delete_leaves_no_item_at_all(dynamo: DynamoAuthStore, dynamodb_endpoint: str) -> None:
+async def test_fenced_delete_leaves_no_item_at_all(dynamo_pair: DynamoStores, dynamodb_endpoint: str) -> None:
+    dynamo, leases = dynamo_pair
     s = sid()
-    await fenced(dynamo, s)
+    await fenced(dynamo_pair, s)
     await dynamo.put_creds(s, {"n": 1})
     await dynamo.set_keys(s, {"app-state-sync-version": {"big": big_value()}, "session": {"a.1": {"n": 1}}})
     await dynamo.delete_session(s)
     assert items_of(dynamodb_endpoint, s) == {}, "a logout leaves nothing of the session"
-    assert await dynamo.acquire(s, "b", 60) is not None, "re-linking starts clean"
+    assert await leases.acquire(s, "b", 60) is not None, "re-linking starts clean"
 
 
 async def test_delete_by_a_connector_that_lost_the_lease_keeps_the_new_owners_lease(
-    dynamo: DynamoAuthStore, dynamodb_endpoint: str
+    dynamo_pair: DynamoStores, dynamodb_endpoint: str
 ) -> None:
+    dynamo, leases = dynamo_pair
     s = sid()
-    await fenced(dynamo, s, ttl_s=0.2)
+    await fenced(dynamo_pair, s, ttl_s=0.2)
     await asyncio.sleep(0.3)
-    theirs = await dynamo.acquire(s, "other-owner", 60)
+    theirs = await leases.acquire(s, "other-owner", 60)
     assert theirs is not None
     with pytest.raises(LeaseLost):
         await dynamo.delete_session(s)
-    assert await dynamo.get_lease(s) == theirs
+    assert await leases.get_lease(s) == theirs
 
 
-async def test_unfenced_delete_removes_the_lease_item_too(dynamo: DynamoAuthStore, dynamodb_endpoint: str) -> None:
+async def test_unfenced_delete_removes_the_lease_item_too(dynamo_pair: DynamoStores, dynamodb_endpoint: str) -> None:
+    dynamo, leases = dynamo_pair
     s = sid()
-    assert await dynamo.acquire(s, "a", 60) is not None
+    assert await leases.acquire(s, "a", 60) is not None
     await dynamo.put_creds(s, {"n": 1})
     await dynamo.delete_session(s)
     assert items_of(dynamodb_endpoint, s) == {}

@@ -13,7 +13,7 @@ import pytest
 
 from connector.errors import LeaseLost, StoreError
 from connector.lease import LeaseKeeper, default_owner_id
-from connector.store import Lease, MemoryAuthStore
+from connector.store import Lease, MemoryAuthStore, MemoryLeaseStore
 from connector.types import SessionId
 from tests.connector.test_store import sid
 
@@ -28,7 +28,7 @@ class Lost:
         self.event.set()
 
 
-class FailingRenewals(MemoryAuthStore):
+class FailingRenewals(MemoryLeaseStore):
     """DynamoDB unreachable for renewals (acquire and release still work)."""
 
     def __init__(self) -> None:
@@ -47,7 +47,7 @@ class FailingRenewals(MemoryAuthStore):
 
 
 def keeper(store: MemoryAuthStore, lost: Lost, *, ttl_s: float = 0.5, renew_every_s: float = 0.1) -> LeaseKeeper:
-    return LeaseKeeper(store, store, "me", ttl_s=ttl_s, renew_every_s=renew_every_s, on_lost=lost)
+    return LeaseKeeper(store.leases, store, "me", ttl_s=ttl_s, renew_every_s=renew_every_s, on_lost=lost)
 
 
 def test_default_owner_id_is_host_pid_random() -> None:
@@ -59,7 +59,7 @@ def test_default_owner_id_is_host_pid_random() -> None:
 def test_renew_every_must_be_shorter_than_the_ttl() -> None:
     store = MemoryAuthStore()
     with pytest.raises(ValueError, match="renew_every_s"):
-        LeaseKeeper(store, store, "me", ttl_s=1, renew_every_s=1, on_lost=Lost())
+        LeaseKeeper(store.leases, store, "me", ttl_s=1, renew_every_s=1, on_lost=Lost())
 
 
 async def test_acquire_fences_and_renewals_move_the_expiry_forward() -> None:
@@ -74,14 +74,14 @@ async def test_acquire_fences_and_renewals_move_the_expiry_forward() -> None:
         assert k.held(s) == lease and k.owned() == [s]
         await store.set_keys(s, {"session": {"a.1": {"n": 1}}})
         await asyncio.sleep(0.8)  # past the first ttl: only renewals keep it
-        current = await store.get_lease(s)
+        current = await store.leases.get_lease(s)
         assert current is not None and current.token == lease.token
         assert current.expires_at > lease.expires_at + 0.2
         assert current.expires_at > time.time()
         held = k.held(s)
         assert held is not None and held.expires_at >= current.expires_at - 0.15
         assert lost.sessions == []
-        assert await store.acquire(s, "other", 10) is None
+        assert await store.leases.acquire(s, "other", 10) is None
     finally:
         await k.stop()
 
@@ -106,8 +106,8 @@ async def test_on_lost_is_called_once_when_another_owner_takes_over(caplog: pyte
         assert lease is not None
         assert await k.acquire(other) is not None
         # another connector takes it over (as if our lease had expired)
-        store._leases[s] = Lease(s, lease.owner, lease.token, 0.0)
-        taken = await store.acquire(s, "other", 30)
+        store.leases._leases[s] = Lease(s, lease.owner, lease.token, 0.0)
+        taken = await store.leases.acquire(s, "other", 30)
         assert taken is not None
         with caplog.at_level(logging.ERROR, logger="wa_relay.lease"):
             await asyncio.wait_for(lost.event.wait(), 1)
@@ -121,12 +121,13 @@ async def test_on_lost_is_called_once_when_another_owner_takes_over(caplog: pyte
         await store.set_keys(other, {"session": {"a.1": {"n": 1}}})
     finally:
         await k.stop()
-    current = await store.get_lease(s)
+    current = await store.leases.get_lease(s)
     assert current is not None and current.owner == "other", "stop() must not touch a lease that is not ours"
 
 
 async def test_on_lost_when_renewals_keep_failing_until_expiry() -> None:
-    store, lost = FailingRenewals(), Lost()
+    leases, lost = FailingRenewals(), Lost()
+    store = MemoryAuthStore(leases)
     k = keeper(store, lost, ttl_s=0.6, renew_every_s=0.1)
     await k.start()
     try:
@@ -136,14 +137,14 @@ async def test_on_lost_when_renewals_keep_failing_until_expiry() -> None:
         await asyncio.sleep(0.25)
         renewed = k.held(s)
         assert renewed is not None and renewed.expires_at > lease.expires_at
-        store.fail = True
+        leases.fail = True
         failing_since = time.time()
         await asyncio.wait_for(lost.event.wait(), 2)
         # lost before the lease expired, so nobody else can have taken it yet
-        held_until = (await store.get_lease(s)).expires_at  # type: ignore[union-attr]
+        held_until = (await store.leases.get_lease(s)).expires_at  # type: ignore[union-attr]
         assert time.time() < held_until
         assert time.time() - failing_since < 0.7
-        assert store.renewals >= 3
+        assert leases.renewals >= 3
         assert lost.sessions == [s] and k.owned() == []
         await asyncio.sleep(0.3)
         assert lost.sessions == [s]
@@ -152,14 +153,15 @@ async def test_on_lost_when_renewals_keep_failing_until_expiry() -> None:
 
 
 async def test_on_lost_when_a_renewal_hangs() -> None:
-    store, lost = FailingRenewals(), Lost()
+    leases, lost = FailingRenewals(), Lost()
+    store = MemoryAuthStore(leases)
     k = keeper(store, lost, ttl_s=0.5, renew_every_s=0.1)
     await k.start()
     try:
         s = sid()
         lease = await k.acquire(s)
         assert lease is not None
-        store.hang = True
+        leases.hang = True
         await asyncio.wait_for(lost.event.wait(), 1)
         assert time.time() < lease.expires_at + 0.35  # within one ttl of the last successful renewal
         assert lost.sessions == [s]
@@ -176,7 +178,7 @@ async def test_release_frees_the_session_for_another_owner() -> None:
     await k.release(s)
     await k.release(s)  # idempotent
     assert k.owned() == []
-    assert await store.acquire(s, "other", 30) is not None
+    assert await store.leases.acquire(s, "other", 30) is not None
     with pytest.raises(LeaseLost):  # the fence stays: our straggling writes cannot land
         await store.put_creds(s, {"n": 1})
     assert lost.sessions == []
@@ -193,9 +195,9 @@ async def test_stop_releases_every_held_lease() -> None:
     await k.stop()  # idempotent
     assert k.owned() == []
     for s in sessions:
-        current = await store.get_lease(s)
+        current = await store.leases.get_lease(s)
         assert current is not None and current.expires_at <= time.time()
-        assert await store.acquire(s, "next", 30) is not None  # handed over at once
+        assert await store.leases.acquire(s, "next", 30) is not None  # handed over at once
     assert lost.sessions == []
 
 
@@ -210,5 +212,5 @@ async def test_stop_without_start_and_restart() -> None:
     lease = await k.acquire(s)
     assert lease is not None
     await asyncio.sleep(0.7)
-    assert (await store.get_lease(s)).expires_at > lease.expires_at  # type: ignore[union-attr]
+    assert (await store.leases.get_lease(s)).expires_at > lease.expires_at  # type: ignore[union-attr]
     await k.stop()

@@ -11,14 +11,14 @@ import pytest
 from connector.errors import LeaseLost
 from connector.resources import AUTH_TABLE
 from connector.store import LeaseStore
-from connector.store.dynamodb import DynamoAuthStore
+from tests.connector.conftest import DynamoStores, Stores
 from tests.connector.test_store import items_of, raw_client, sid
 
 
 @pytest.fixture
-def leases(store: LeaseStore) -> LeaseStore:
-    """The shared ``store`` fixture (memory and DynamoDB Local), seen as a ``LeaseStore``."""
-    return store
+def leases(stores: Stores) -> LeaseStore:
+    """The lease store of the shared ``stores`` fixture (memory and DynamoDB Local)."""
+    return stores.leases
 
 
 async def test_acquire_a_free_lease_gets_token_1(leases: LeaseStore) -> None:
@@ -121,24 +121,20 @@ async def test_concurrent_acquires_elect_exactly_one_owner(leases: LeaseStore) -
 # ---- DynamoDB only -----------------------------------------------------------------------------------------------
 
 
-async def test_lease_item_layout(dynamodb_endpoint: str) -> None:
-    store = DynamoAuthStore(AUTH_TABLE.default_name, dynamodb_endpoint, "us-east-1")
-    await store.start()
-    try:
-        s = sid()
-        lease = await store.acquire(s, "host-1-abcd", 30)
-        assert lease is not None
-        item: dict[str, Any] = items_of(dynamodb_endpoint, s)["lease"]
-        assert item["owner"] == {"S": "host-1-abcd"}
-        assert item["token"] == {"N": "1"}
-        assert abs(float(item["expires_at"]["N"]) - lease.expires_at) < 1e-3
-        # a lease item the session never had a token in (written by hand) still gets a token on takeover
-        raw_client(dynamodb_endpoint).put_item(
-            TableName=AUTH_TABLE.default_name, Item={"pk": {"S": s}, "sk": {"S": "lease"}, "expires_at": {"N": "0"}}
-        )
-        taken = await store.acquire(s, "other", 30)
-        assert taken is not None and taken.token == 1
-        # lease items are neither sessions nor keys
-        assert s not in await store.list_sessions()
-    finally:
-        await store.stop()
+async def test_lease_item_layout(dynamo_pair: DynamoStores, dynamodb_endpoint: str) -> None:
+    store, leases = dynamo_pair
+    s = sid()
+    lease = await leases.acquire(s, "host-1-abcd", 30)
+    assert lease is not None
+    item: dict[str, Any] = items_of(dynamodb_endpoint, s)["lease"]
+    assert item["owner"] == {"S": "host-1-abcd"}
+    assert item["token"] == {"N": "1"}
+    assert abs(float(item["expires_at"]["N"]) - lease.expires_at) < 1e-3
+    # a lease item the session never had a token in (written by hand) still gets a token on takeover
+    raw_client(dynamodb_endpoint).put_item(
+        TableName=AUTH_TABLE.default_name, Item={"pk": {"S": s}, "sk": {"S": "lease"}, "expires_at": {"N": "0"}}
+    )
+    taken = await leases.acquire(s, "other", 30)
+    assert taken is not None and taken.token == 1
+    # lease items are neither sessions nor keys
+    assert s not in await store.list_sessions()

@@ -78,13 +78,13 @@ async def test_a_changed_mapping_replaces_the_old_one(lid_map: LidMapStore) -> N
 
 @pytest.fixture
 async def dynamo(dynamodb_endpoint: str) -> AsyncIterator[DynamoLidMapStore]:
-    store = DynamoLidMapStore(LID_MAP_TABLE.default_name, dynamodb_endpoint, "us-east-1", remember=50)
+    store = DynamoLidMapStore(LID_MAP_TABLE.default_name, dynamodb_endpoint, "us-east-1")
     await store.start()
     yield store
     await store.stop()
 
 
-async def test_pairs_already_written_cost_no_writes(dynamo: DynamoLidMapStore) -> None:
+async def test_writes_are_chunked_to_25_and_every_call_writes(dynamo: DynamoLidMapStore) -> None:
     rec = Recording(dynamo._client)
     dynamo._client = rec
     pairs = [pair() for _ in range(20)]
@@ -92,14 +92,9 @@ async def test_pairs_already_written_cost_no_writes(dynamo: DynamoLidMapStore) -
     await dynamo.put_pairs(jids)
     writes = rec.ops("batch_write_item")
     assert [len(w["RequestItems"][LID_MAP_TABLE.default_name]) for w in writes] == [DYNAMODB_BATCH_WRITE_MAX, 15]
-    await dynamo.put_pairs(jids)
-    await dynamo.put_pairs([(f"{lid}:0@lid", f"{pn}:5@s.whatsapp.net") for lid, pn in pairs])  # same once normalised
-    assert len(rec.ops("batch_write_item")) == 2
-    # the memory is bounded: older pairs fall out and are written again (harmless, idempotent)
-    await dynamo.put_pairs([(f"{lid}@lid", f"{pn}@s.whatsapp.net") for lid, pn in (pair() for _ in range(50))])
-    assert len(dynamo._written) == 50
+    # no memory of what was written: the connector's LID feed decides what to write again
     await dynamo.put_pairs(jids[:1])
-    assert len(rec.ops("batch_write_item")) == 7
+    assert len(rec.ops("batch_write_item")) == 3
 
 
 async def test_duplicate_keys_in_one_call_are_written_once(dynamo: DynamoLidMapStore) -> None:

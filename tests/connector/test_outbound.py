@@ -17,7 +17,7 @@ from connector.store import MemoryReplyLog
 from connector.types import SessionId
 
 
-class FakeRelay:
+class FakeSender:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self.closed: set[str] = set()
@@ -77,55 +77,55 @@ async def until(pred: Any, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.05)
 
 
-def consumer(url: str, dlq: str | None, relay: FakeRelay, log: MemoryReplyLog, endpoint: str) -> OutboundConsumer:
-    return OutboundConsumer(url, relay, log, dlq_url=dlq, endpoint_url=endpoint, wait_time_s=1, retry_base_s=1)
+def consumer(url: str, dlq: str | None, sender: FakeSender, log: MemoryReplyLog, endpoint: str) -> OutboundConsumer:
+    return OutboundConsumer(url, sender, log, dlq_url=dlq, endpoint_url=endpoint, wait_time_s=1, retry_base_s=1)
 
 
 async def test_sends_with_derived_id_records_and_deletes(sqs_endpoint: str, queues: tuple[Any, str, str]) -> None:
     sqs, url, dlq = queues
-    relay, log = FakeRelay(), MemoryReplyLog()
+    sender, log = FakeSender(), MemoryReplyLog()
     replies = [reply(1), reply(2, quoted=True), reply(3)]
     for r in replies:
         enqueue(sqs, url, r.model_dump_json())
-    c = consumer(url, dlq, relay, log, sqs_endpoint)
+    c = consumer(url, dlq, sender, log, sqs_endpoint)
     await c.start()
     try:
-        await until(lambda: len(relay.sent) == 3)
+        await until(lambda: len(sender.sent) == 3)
         await until(lambda: depth(sqs, url) == 0)
     finally:
         await c.stop()
-    assert [s["text"] for s in relay.sent] == ["reply 1", "reply 2", "reply 3"]  # one group: in order
-    assert relay.sent[0]["to"] == "88887770001@lid"
-    assert relay.sent[0]["message_id"] == whatsapp_message_id(replies[0].reply_id)
-    assert relay.sent[1]["quoted"] == {"remoteJid": "88887770001@lid", "fromMe": False, "id": "Q1"}
+    assert [s["text"] for s in sender.sent] == ["reply 1", "reply 2", "reply 3"]  # one group: in order
+    assert sender.sent[0]["to"] == "88887770001@lid"
+    assert sender.sent[0]["message_id"] == whatsapp_message_id(replies[0].reply_id)
+    assert sender.sent[1]["quoted"] == {"remoteJid": "88887770001@lid", "fromMe": False, "id": "Q1"}
     for r in replies:
         assert await log.sent_message_id(r.reply_id) == whatsapp_message_id(r.reply_id)
 
 
 async def test_redelivered_sent_reply_is_not_sent_again(sqs_endpoint: str, queues: tuple[Any, str, str]) -> None:
     sqs, url, dlq = queues
-    relay, log = FakeRelay(), MemoryReplyLog()
+    sender, log = FakeSender(), MemoryReplyLog()
     r = reply(7)
     await log.record_sent(r.reply_id, whatsapp_message_id(r.reply_id))  # sent before a crash
     enqueue(sqs, url, r.model_dump_json())
-    c = consumer(url, dlq, relay, log, sqs_endpoint)
+    c = consumer(url, dlq, sender, log, sqs_endpoint)
     await c.start()
     try:
         await until(lambda: c.duplicates == 1)
         await until(lambda: depth(sqs, url) == 0)
     finally:
         await c.stop()
-    assert relay.sent == []
+    assert sender.sent == []
 
 
 async def test_malformed_body_goes_to_the_dlq(
     sqs_endpoint: str, queues: tuple[Any, str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     sqs, url, dlq = queues
-    relay, log = FakeRelay(), MemoryReplyLog()
+    sender, log = FakeSender(), MemoryReplyLog()
     bad = json.dumps({"type": "outbound.reply", "v": 1, "text": "SECRET-TEXT"})
     enqueue(sqs, url, bad)
-    c = consumer(url, dlq, relay, log, sqs_endpoint)
+    c = consumer(url, dlq, sender, log, sqs_endpoint)
     await c.start()
     try:
         await until(lambda: c.malformed == 1)
@@ -136,33 +136,33 @@ async def test_malformed_body_goes_to_the_dlq(
     assert [m["Body"] for m in msgs] == [bad]
     assert "malformed outbound message" in caplog.text
     assert "SECRET-TEXT" not in caplog.text
-    assert relay.sent == []
+    assert sender.sent == []
 
 
 async def test_session_not_open_leaves_the_message_for_later(sqs_endpoint: str, queues: tuple[Any, str, str]) -> None:
     sqs, url, dlq = queues
-    relay, log = FakeRelay(), MemoryReplyLog()
-    relay.closed.add("s1")
+    sender, log = FakeSender(), MemoryReplyLog()
+    sender.closed.add("s1")
     enqueue(sqs, url, reply(1).model_dump_json())
     enqueue(sqs, url, reply(2).model_dump_json())
-    c = consumer(url, dlq, relay, log, sqs_endpoint)
+    c = consumer(url, dlq, sender, log, sqs_endpoint)
     await c.start()
     try:
         await until(lambda: c.deferred >= 2)
-        assert depth(sqs, url) == 2 and relay.sent == []
-        relay.closed.clear()  # the session opens: the deferred replies go out
-        await until(lambda: len(relay.sent) == 2, timeout=20)
+        assert depth(sqs, url) == 2 and sender.sent == []
+        sender.closed.clear()  # the session opens: the deferred replies go out
+        await until(lambda: len(sender.sent) == 2, timeout=20)
     finally:
         await c.stop()
     # Real SQS FIFO redelivers a group in order; moto returns the later message of a re-visible group first, so
     # only the set is checked here (the group as a whole is deferred by the same delay, see OutboundConsumer).
-    assert sorted(s["text"] for s in relay.sent) == ["reply 1", "reply 2"]
+    assert sorted(s["text"] for s in sender.sent) == ["reply 1", "reply 2"]
 
 
 async def test_a_connector_with_no_open_session_leaves_the_queue_alone() -> None:
     """A standby connector must not take replies it cannot send: each receive counts towards the DLQ."""
-    relay = FakeRelay()
-    relay.open = False
+    sender = FakeSender()
+    sender.open = False
 
     receives: list[dict[str, Any]] = []
 
@@ -172,12 +172,12 @@ async def test_a_connector_with_no_open_session_leaves_the_queue_alone() -> None
             await asyncio.sleep(0.05)  # as a long poll would, instead of spinning
             return {}
 
-    consumer = OutboundConsumer("http://queue.invalid/q.fifo", relay, MemoryReplyLog())
+    consumer = OutboundConsumer("http://queue.invalid/q.fifo", sender, MemoryReplyLog())
     consumer._client = CountingClient()
     task = asyncio.create_task(consumer._run())
     await asyncio.sleep(0.3)
     assert receives == [], "received while no session is open"
-    relay.open = True
+    sender.open = True
     await asyncio.sleep(1.2)
     assert receives, "polls again once a session is open"
     task.cancel()
