@@ -111,6 +111,12 @@ class LeaseKeeper:
             await self.store.release(lease)
             log.info("released the lease of %s", session)
 
+    def forget(self, session: SessionId) -> None:
+        """The session was deleted, its lease item with it: drop its fence. A fence that outlived its lease item would
+        refuse every later write of the session, even the deletion of the same id created again (and not yet
+        connected), since no lease item can match it any more."""
+        self.auth.fence(session, None)
+
     # ---- renewal ----
 
     async def _run(self) -> None:

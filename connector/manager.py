@@ -261,6 +261,13 @@ class SessionManager:
                 s.state = SessionState.STOPPED
             await self._stop_socket(sid)
             await self._wipe(sid)
+        except Exception as e:
+            # Its items are still stored: keep showing it (stopped, with the reason) so the delete can be retried.
+            kept = s or self._new_session(sid)
+            self.sessions[sid] = kept
+            kept.stored, kept.state = True, SessionState.STOPPED
+            kept.record_error(None, f"delete failed, retry it: {e}")
+            raise
         finally:
             self._deleting.discard(sid)
         self.breaker.forget(sid)
@@ -393,6 +400,7 @@ class SessionManager:
         """Release the lease, then delete every item of the session (creds, keys, lease) from the auth table."""
         await self.ownership.release(sid)
         await self.auth.delete_session(sid)
+        self.ownership.forget(sid)
 
     # ---- connection updates (from the host) ----
 

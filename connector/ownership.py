@@ -62,6 +62,11 @@ class Ownership:
             except Exception as e:
                 log.warning("releasing the lease of %s failed: %s", sid, e)
 
+    def forget(self, sid: SessionId) -> None:
+        """After the session's items (its lease item included) were deleted."""
+        if self.keeper is not None:
+            self.keeper.forget(sid)
+
     async def owned_elsewhere(self, s: Session) -> None:
         """Another connector holds the session's lease: show it and try again when that lease could expire."""
         lease = None

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from connector.errors import (
+    LeaseLost,
     SessionExists,
     SessionNotFound,
     SessionNotOpen,
@@ -43,6 +44,7 @@ STATUSES: dict[type[Exception], tuple[int, str]] = {
     SidecarNotConnected: (503, "bridge_unavailable"),
     SidecarTimeout: (503, "bridge_unavailable"),
     StoreError: (503, "store_unavailable"),
+    LeaseLost: (409, "session_owned_elsewhere"),
 }
 _HTTP_CODES = {
     400: "bad_request",

@@ -39,16 +39,26 @@ class Body(BaseModel):
 
 
 class CreateSession(Body):
-    session_id: str = Field(pattern=SESSION_ID_PATTERN, description="Your name for the linked account")
+    session_id: str = Field(
+        pattern=SESSION_ID_PATTERN, description="Your name for the linked account", examples=["my-phone"]
+    )
 
 
 class PairingCodeRequest(Body):
-    phone: str = Field(pattern=PHONE_PATTERN, description="The account's phone number, with country code")
+    phone: str = Field(
+        pattern=PHONE_PATTERN, description="The account's phone number, with country code", examples=["+1 555 000 1111"]
+    )
 
 
 class SendMessage(Body):
-    to: str = Field(pattern=TO_PATTERN, description="A jid exactly as the chat is addressed, or a phone number")
-    text: str = Field(min_length=1, max_length=TEXT_MAX, pattern=r"\S", description="Not only whitespace")
+    to: str = Field(
+        pattern=TO_PATTERN,
+        description="A jid exactly as the chat is addressed, or a phone number",
+        examples=["123456789012345@lid", "15557770001@s.whatsapp.net", "+1 555 777 0001"],
+    )
+    text: str = Field(
+        min_length=1, max_length=TEXT_MAX, pattern=r"\S", description="Not only whitespace", examples=["Hello!"]
+    )
     quoted_id: str | None = Field(None, description="Quote this recently seen message (sent unquoted if unknown)")
 
 

@@ -172,12 +172,13 @@ _E400 = Reply("the body is not valid JSON")
 _E413 = Reply("the body is too large")
 _E422 = Reply("the body does not match the request schema")
 _E503 = Reply("the bridge or the store is unavailable; retry later")
+# What a client (or a stateful fuzzer) may call with the id of a session it just created. Logout is not among them:
+# it removes the session like DELETE does, and a link to it would make every later call look like a lost resource.
 _LINKS = {
     "getSession": {"operationId": "getSession", "parameters": _BY_ID},
     "getQr": {"operationId": "getQr", "parameters": _BY_ID},
     "requestPairingCode": {"operationId": "requestPairingCode", "parameters": _BY_ID},
     "sendMessage": {"operationId": "sendMessage", "parameters": _BY_ID},
-    "logoutSession": {"operationId": "logoutSession", "parameters": _BY_ID},
     "deleteSession": {"operationId": "deleteSession", "parameters": _BY_ID},
 }
 

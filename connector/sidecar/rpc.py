@@ -21,6 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from connector.errors import RelayError
 from connector.sidecar.errors import (
     SidecarNotConnected,
     SidecarResponseError,
@@ -205,6 +206,11 @@ class JsonLinesRPC:
             result = await handler(params)
         except SidecarResponseError as e:
             await self._reply_error(req_id, e.code, str(e), e.data)
+        except RelayError as e:
+            # A refusal the host means (a write for a deleted session, a store outage): the bridge is told why, and
+            # the log gets one line, not a traceback.
+            self.log.warning("%s refused: %s", method, e)
+            await self._reply_error(req_id, "internal", f"{type(e).__name__}: {e}"[:500])
         except Exception as e:
             self.log.exception("handler of %s failed", method)
             await self._reply_error(req_id, "internal", f"{type(e).__name__}: {e}"[:500])

@@ -12,7 +12,14 @@ from collections.abc import Callable
 import pytest
 
 from connector.api.models import SessionView
-from connector.errors import SessionExists, SessionNotFound, SessionNotOpen, SessionNotReady, SessionOwnedElsewhere
+from connector.errors import (
+    SessionExists,
+    SessionNotFound,
+    SessionNotOpen,
+    SessionNotReady,
+    SessionOwnedElsewhere,
+    StoreError,
+)
 from connector.session import SessionState
 from connector.store import Lease
 from connector.types import SessionId
@@ -406,3 +413,33 @@ async def test_a_standby_discovers_sessions_created_elsewhere_after_its_boot(mak
     await h.bridge.wait_calls("start", 1, timeout=4)  # its owner never renews: taken over
     lease = await h.leases.get_lease(S1)
     assert lease is not None and lease.owner == "me"
+
+
+async def test_a_delete_the_store_refuses_keeps_the_session_visible_for_a_retry(harness: Harness) -> None:
+    await harness.start("s1")
+    wipe = harness.auth.delete_session
+
+    async def down(session: SessionId) -> None:
+        raise StoreError("failed to delete")
+
+    harness.auth.delete_session = down  # type: ignore[method-assign]
+    with pytest.raises(StoreError):
+        await harness.manager.delete(S1)
+    s = harness.manager.get(S1)
+    assert s.state == SessionState.STOPPED and s.last_error is not None and "retry" in s.last_error.message
+    harness.auth.delete_session = wipe  # type: ignore[method-assign]
+    await harness.manager.delete(S1)
+    assert S1 not in harness.manager.sessions and await harness.auth.list_sessions() == []
+
+
+async def test_deleting_an_id_created_again_before_its_first_connect_is_not_refused(
+    make_harness: MakeHarness,
+) -> None:
+    h = with_leases(make_harness)
+    await h.start("s1")
+    await h.manager.delete(S1)  # its lease item is gone with it
+    h.manager.queue.discard(S1)
+    await h.manager.create(S1)
+    h.manager.queue.discard(S1)  # not connected yet: no new lease, so no new fence
+    await h.manager.delete(S1)
+    assert S1 not in h.manager.sessions
