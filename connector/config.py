@@ -14,6 +14,7 @@ Decisions:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Mapping
@@ -138,34 +139,21 @@ class Config(BaseSettings):
 
     @property
     def sessions(self) -> SessionSettings:
-        """The part of the configuration the session manager and its helpers read."""
-        return SessionSettings(
-            start_interval_s=self.session_start_interval_s,
-            start_jitter_s=self.session_start_jitter_s,
-            reconnect_initial_s=self.reconnect_initial_s,
-            reconnect_max_s=self.reconnect_max_s,
-            flap_max=self.flap_max,
-            flap_window_s=self.flap_window_s,
-            flap_hold_s=self.flap_hold_s,
-            stale_after_s=self.stale_after_s,
-            stale_messages_after_s=self.stale_messages_after_s,
-            bridge_max_crashes=self.bridge_max_crashes,
-            lease_ttl_s=self.lease_ttl_s,
-            lease_renew_s=self.lease_renew_s,
-            owner_id=self.connector_id,
-        )
+        """The part of the configuration the session manager and its helpers read (same names as here)."""
+        names = [f.name for f in dataclasses.fields(SessionSettings) if f.name in type(self).model_fields]
+        return SessionSettings(**{name: getattr(self, name) for name in names})
 
 
 @dataclass(frozen=True)
 class SessionSettings:
     """How sessions are started, reconnected, owned and watched: one frozen object instead of a keyword per knob.
 
-    ``Config.sessions`` builds it from the environment; tests construct it directly with short timings. Fields
-    without an environment variable are timings only tests need to change (how fast the bridge is restarted, how
-    often stale detection runs)."""
+    ``Config.sessions`` fills the fields that have a ``Config`` field of the same name (from the environment); tests
+    construct it directly with short timings. The others are timings only tests need to change (how fast the bridge
+    is restarted, how often stale detection runs)."""
 
-    start_interval_s: float = 3.0
-    start_jitter_s: float = 2.0
+    session_start_interval_s: float = 3.0
+    session_start_jitter_s: float = 2.0
     reconnect_initial_s: float = 2.0
     reconnect_max_s: float = 300.0
     flap_max: int = 5
@@ -182,7 +170,7 @@ class SessionSettings:
     """A bridge that ran this long before exiting starts a fresh crash count."""
     lease_ttl_s: float = 30.0
     lease_renew_s: float = 10.0
-    owner_id: str | None = None
+    connector_id: str | None = None
     message_cache_size: int = 5000
     """Recently seen message contents kept for Baileys' retry requests (``message.get``), over all sessions."""
 

@@ -95,7 +95,7 @@ class SessionManager:
             LeaseKeeper(
                 leases,
                 auth,
-                settings.owner_id or default_owner_id(),
+                settings.connector_id or default_owner_id(),
                 ttl_s=settings.lease_ttl_s,
                 renew_every_s=settings.lease_renew_s,
                 on_lost=self.on_lease_lost,
@@ -104,7 +104,10 @@ class SessionManager:
             else None
         )
         self.queue = StartQueue(
-            self._connect, interval=settings.start_interval_s, jitter=settings.start_jitter_s, log=self.log
+            self._connect,
+            interval=settings.session_start_interval_s,
+            jitter=settings.session_start_jitter_s,
+            log=self.log,
         )
         self.breaker = FlapBreaker(
             max_closes=settings.flap_max, window_s=settings.flap_window_s, hold_s=settings.flap_hold_s

@@ -6,9 +6,8 @@
 Sending: one sender task takes what ``publish`` callers have queued and sends it with ``SendMessageBatch`` (up to
 ``SQS_BATCH_MAX`` entries and ``SQS_BODY_MAX_BYTES`` per call), one call at a time, in arrival order. Nothing waits
 to fill a batch: a lone envelope goes out at once, and envelopes that arrive while a call is in flight share the
-next one. Each ``publish`` returns only when its entry is in SQS (or durably in the spool), never earlier. Before
-this, every send held one lock for its whole round trip, so all sessions of a connector published one message per
-round trip (``make bench``, throughput section, has the figures before and after).
+next one. Each ``publish`` returns only when its entry is in SQS (or durably in the spool), never earlier. One lock
+held across each round trip instead would let all sessions of a connector publish one message per round trip.
 
 Spool (``<SPOOL_DIR>/inbound.spool``, one JSON line ``{"group", "dedup", "body"}`` per envelope):
 - A send that fails (endpoint down, throttled, credentials …) appends its envelopes to the spool and fsyncs before

@@ -5,9 +5,9 @@ every pending call with ``SidecarNotConnected``, and a failing handler is logged
 Events are handed to consumer tasks, never run by the reader, so a slow event handler (or one that calls back into
 the bridge) never blocks the reader that must deliver that call's answer. There is one ordered lane per session:
 a session's events are handled one at a time in arrival order (its connection updates and messages must not
-overtake each other), while sessions are handled in parallel. With one lane for everything, every session waited
-for every other session's SQS and DynamoDB round trips (``make bench``, throughput section). A lane's task exists
-only while the lane has events, so idle sessions cost nothing.
+overtake each other), while sessions are handled in parallel: with one lane for everything, every session would wait
+for every other session's SQS and DynamoDB round trips. A lane's task exists only while the lane has events, so idle
+sessions cost nothing.
 """
 
 from __future__ import annotations

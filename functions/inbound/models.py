@@ -2,8 +2,7 @@
 
 The body is parsed straight from the record's JSON text. Powertools' ``SqsRecordModel`` would also validate the
 record's envelope, which SQS itself produced, and importing its parser models pulls in the models of every event
-source Powertools knows (12 ms of the cold start here: 318 → 306 ms, median of 15 fresh interpreters each, the
-two versions measured side by side).
+source Powertools knows: cold-start time spent for nothing (``docs/bench-changes.md`` has the measurement).
 """
 
 from __future__ import annotations

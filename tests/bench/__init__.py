@@ -1,1 +1,1 @@
-"""``make bench``: wa-relay beside bare Baileys (issue 6). ``python -m tests.bench.run --help``; BENCHMARKS.md."""
+"""``make bench``: wa-relay beside bare Baileys. ``python -m tests.bench.run --help``; BENCHMARKS.md."""

@@ -53,7 +53,7 @@ ABOVE: dict[tuple[str, str], str] = {
     ),
     ("connector", "SendMessageBatch"): (
         "messages that arrive apart are sent apart (the publisher never waits to fill a batch). The echoes of the "
-        "relay's own replies, which Baileys emits as `fromMe` upserts, are no longer published (they were: one more "
+        "relay's own replies, which Baileys emits as `fromMe` upserts, are not published (each would cost one more "
         "send, poll, delete and invocation per reply, for the function to drop)"
     ),
     ("connector", "GetItem"): (

@@ -27,7 +27,9 @@ from connector.types import Jid, SessionId
 S1 = SessionId("s1")
 CREDS = {"me": {"id": "15550001111:5@s.whatsapp.net"}, "noiseKey": {"private": {"type": "Buffer", "data": "AA=="}}}
 OPEN = {"connection": "open", "me": {"id": "15550001111:5@s.whatsapp.net", "lid": "99990001111:5@lid"}}
-FAST = SessionSettings(start_interval_s=0.0, start_jitter_s=0.0, reconnect_initial_s=0.05, bridge_restart_step_s=0.01)
+FAST = SessionSettings(
+    session_start_interval_s=0.0, session_start_jitter_s=0.0, reconnect_initial_s=0.05, bridge_restart_step_s=0.01
+)
 """Session settings for unit tests: no spacing between connects, short backoffs."""
 
 
@@ -167,7 +169,7 @@ def close(code: int | None, **extra: Any) -> dict[str, Any]:
 
 class Harness:
     """A session manager over memory stores and a ``FakeBridge``. With ``leases=True`` it runs a lease keeper over
-    the memory lease store (``settings.owner_id`` is this connector)."""
+    the memory lease store (``settings.connector_id`` is this connector)."""
 
     def __init__(
         self,

@@ -36,7 +36,7 @@ def view(h: Harness, sid: SessionId = S1) -> dict[str, object]:
 
 
 async def test_boot_starts_stored_sessions_one_at_a_time_from_stored_creds(make_harness: MakeHarness) -> None:
-    h = await make_harness(start_interval_s=0.1, start_jitter_s=0.02).start("a", "b", "c")
+    h = await make_harness(session_start_interval_s=0.1, session_start_jitter_s=0.02).start("a", "b", "c")
     starts = h.bridge.starts
     assert [s for s, _, _ in starts] == ["a", "b", "c"]
     assert [c["sid"] for _, c, _ in starts if c] == ["a", "b", "c"]  # stored creds, so no QR
@@ -69,7 +69,7 @@ async def test_create_starts_without_creds_then_qr_then_open(harness: Harness) -
 
 
 async def test_515_restarts_at_once_from_the_stored_creds_even_with_a_long_interval(make_harness: MakeHarness) -> None:
-    h = await make_harness(start_interval_s=5.0).start("s1")
+    h = await make_harness(session_start_interval_s=5.0).start("s1")
     await h.manager.host.creds_save(S1, {"registered": True})  # what the pairing saved
     t0 = time.monotonic()
     await h.bridge.emit("connection.update", "s1", close(515, reason="restart"))
@@ -265,7 +265,7 @@ async def test_delete_stops_and_wipes(harness: Harness) -> None:
 @pytest.mark.parametrize("how", ["delete", "logout"])
 @pytest.mark.parametrize("state", ["starting", "qr", "pairing_code", "reconnecting", "held", "conflict", "open"])
 async def test_delete_and_logout_work_in_every_state(make_harness: MakeHarness, how: str, state: str) -> None:
-    h = make_harness(flap_max=0, flap_hold_s=60, start_interval_s=0.5)
+    h = make_harness(flap_max=0, flap_hold_s=60, session_start_interval_s=0.5)
     await h.start()
     await h.manager.create(S1)
     if state != "starting":
@@ -325,17 +325,24 @@ async def test_stop_marks_sessions_stopped(harness: Harness) -> None:
 
 
 def with_leases(make_harness: MakeHarness) -> Harness:
-    return make_harness(leases=True, lease_ttl_s=1.0, lease_renew_s=0.3, owner_id="me")
+    return make_harness(leases=True, lease_ttl_s=1.0, lease_renew_s=0.3, connector_id="me")
+
+
+async def owned_by_other(h: Harness, ttl_s: float) -> Lease:
+    """S1 stored and leased by connector "other" for ``ttl_s``; ``h`` started and showing it as owned elsewhere."""
+    await h.auth.put_creds(S1, CREDS)
+    lease = await h.leases.acquire(S1, "other", ttl_s)
+    assert lease is not None
+    await h.manager.start()
+    await until(lambda: h.manager.get(S1).owner is not None)
+    return lease
 
 
 async def test_a_session_owned_elsewhere_is_not_started_and_is_taken_over_after_expiry(
     make_harness: MakeHarness,
 ) -> None:
     h = with_leases(make_harness)
-    await h.auth.put_creds(S1, CREDS)
-    await h.leases.acquire(S1, "other", 0.8)
-    await h.manager.start()
-    await until(lambda: h.manager.get(S1).owner is not None)
+    await owned_by_other(h, 0.8)
     body = view(h)
     assert body["state"] == "stopped" and body["owner"]["id"] == "other"  # type: ignore[index]
     assert body["last_error"]["message"].startswith("owned by other until")  # type: ignore[index]
@@ -390,12 +397,7 @@ async def test_a_watched_session_deleted_elsewhere_is_forgotten_not_restarted_wi
     make_harness: MakeHarness,
 ) -> None:
     h = with_leases(make_harness)
-    await h.auth.put_creds(S1, CREDS)
-    await h.leases.acquire(S1, "other", 0.5)
-    await h.manager.start()
-    await until(lambda: h.manager.get(S1).owner is not None)
-    other = await h.leases.get_lease(S1)
-    assert other is not None
+    other = await owned_by_other(h, 0.5)
     h.auth.fence(S1, other)
     await h.auth.delete_session(S1)  # the owner logs the session out
     h.auth.fence(S1, None)

@@ -14,7 +14,7 @@ from tests.connector.fakes import OPEN, Harness, close, until
 async def test_a_crashed_bridge_is_restarted_and_sessions_queued_from_stored_creds(
     make_harness: Callable[..., Harness],
 ) -> None:
-    h = await make_harness(start_interval_s=0.02).start("a", "b", "c", "d")
+    h = await make_harness(session_start_interval_s=0.02).start("a", "b", "c", "d")
     for sid in "abc":
         await h.bridge.emit("connection.update", sid, OPEN)
     await h.bridge.emit("connection.update", "d", close(440))  # a conflicted session stays down

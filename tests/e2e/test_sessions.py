@@ -1,4 +1,4 @@
-"""Issue 4 end to end: the real connector and bridge against the simulator. Sessions are staggered at boot, every
+"""Sessions end to end: the real connector and bridge against the simulator. Sessions are staggered at boot, every
 close code leads to its documented state and action, a killed bridge brings every session back without a QR, a
 pairing code links a session, logout leaves nothing of the session in the auth table, and 20 sessions run at once.
 

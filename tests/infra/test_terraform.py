@@ -1,4 +1,4 @@
-"""Structural tests of infra/terraform (offline: python-hcl2, no provider). DESIGN section 10, issue 5.
+"""Structural tests of infra/terraform (offline: python-hcl2, no provider). DESIGN section 10.
 
 The expected values come from the code, never from a hand-written copy: tables, queues, keys, TTL attribute,
 maxReceiveCount and the function timeout from ``connector.resources``; the environment variables from the connector's
@@ -207,7 +207,7 @@ def test_names_at_the_default_prefix_are_the_local_stacks(model: Model) -> None:
             assert f"aws_sqs_queue.{dlq_resource}.arn" in target
 
 
-# ---- the structural points of issue 5 ----
+# ---- the structural points of the deployment ----
 
 
 def test_queues_are_fifo_with_fifo_dlqs_and_redrive(model: Model) -> None:

@@ -1,4 +1,4 @@
-// The bare-Baileys baseline for `make bench` (issue 6): one Node process holding N real Baileys sockets, configured
+// The bare-Baileys baseline for `make bench`: one Node process holding N real Baileys sockets, configured
 // like the bridge configures its own (bridge/src/session.ts), linked to wasim and measured with the same shapes the
 // Python harness uses against wa-relay. It does not start wasim; the caller does and passes its urls.
 //
