@@ -14,10 +14,10 @@ from connector.sidecar.types import SESSION_ID_PATTERN
 from connector.stale import STALE_GUIDANCE
 
 TEXT_MAX = 65536
-PHONE_PATTERN = r"^\+?(?:[ ()-]*[0-9]){7,15}[ ()-]*$"
+PHONE_PATTERN = r"^\s*\+?(?:[ ()-]*[0-9]){7,15}[ ()-]*$"
 """7 to 15 digits with the country code, optionally after ``+``, with spaces, dashes or parentheses between them."""
 JID_PATTERN = r"[0-9A-Za-z._-]+(?::[0-9]+)?@(?:s\.whatsapp\.net|lid|g\.us|broadcast|newsletter)"
-TO_PATTERN = rf"^(?:{JID_PATTERN}|\+?(?:[ ()-]*[0-9]){{7,15}}[ ()-]*)$"
+TO_PATTERN = rf"^\s*(?:{JID_PATTERN}|\+?(?:[ ()-]*[0-9]){{7,15}}[ ()-]*)\s*$"
 """A jid, kept exactly as given (a LID chat stays a LID chat), or a phone number as in ``PHONE_PATTERN``."""
 
 
@@ -26,7 +26,8 @@ def digits(phone: str) -> str:
 
 
 def to_jid(to: str) -> str:
-    """A jid as given; a phone number becomes its phone-number jid."""
+    """A jid as given (without surrounding whitespace); a phone number becomes its phone-number jid."""
+    to = to.strip()
     return to if "@" in to else f"{digits(to)}@s.whatsapp.net"
 
 

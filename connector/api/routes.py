@@ -140,7 +140,7 @@ async def send_message(request: web.Request) -> web.Response:
     manager = _manager(request)
     manager.get(sid)
     body = await _body(request, SendMessage)
-    message_id = await manager.send_text(sid, to_jid(body.to.strip()), body.text, quoted_id=body.quoted_id or None)
+    message_id = await manager.send_text(sid, to_jid(body.to), body.text, quoted_id=body.quoted_id or None)
     return _json(MessageAccepted(message_id=message_id), 202)
 
 
