@@ -21,6 +21,7 @@ from connector.manager import SessionManager
 from connector.publish import InboundPublisher, MemoryPublisher
 from connector.sidecar import BridgeClient, BridgeCommand
 from connector.sidecar.client import BridgeFactory, BridgeHost
+from connector.sidecar.types import DECRYPTED_MESSAGE_TYPE
 from connector.store import (
     AuthStore,
     LeaseStore,
@@ -33,6 +34,11 @@ from connector.store import (
 )
 
 log = logging.getLogger("wa_relay.app")
+
+DECRYPTED_MESSAGE_TTL_S = 30 * 86400
+"""The bridge's decrypted-message buffer is message plaintext at rest: it clears an entry once its message is durable
+downstream, and DynamoDB's TTL removes what a crash left behind, after the longest WhatsApp keeps an unreceipted
+message for a linked device (its offline queue)."""
 
 CONFIG_KEY = web.AppKey("config", Config)
 
@@ -57,7 +63,12 @@ def make_stores(cfg: Config) -> Stores:
     from connector.store.dynamodb import DynamoAuthStore, DynamoLeaseStore, DynamoLidMapStore, DynamoReplyLog
 
     return Stores(
-        DynamoAuthStore(cfg.auth_table, cfg.aws_endpoint_url, cfg.aws_region),
+        DynamoAuthStore(
+            cfg.auth_table,
+            cfg.aws_endpoint_url,
+            cfg.aws_region,
+            expiring_types={DECRYPTED_MESSAGE_TYPE: DECRYPTED_MESSAGE_TTL_S},
+        ),
         DynamoLeaseStore(cfg.auth_table, cfg.aws_endpoint_url, cfg.aws_region),
         DynamoLidMapStore(cfg.lid_map_table, cfg.aws_endpoint_url, cfg.aws_region),
         DynamoReplyLog(cfg.idempotency_table, cfg.aws_endpoint_url, cfg.aws_region, ttl_s=cfg.dedup_ttl_s),

@@ -75,7 +75,7 @@ class SessionManager:
         self.sessions: dict[SessionId, Session] = {}
         self.lid_feed = LidFeed(lid_map)
         self.messages = MessageCache(settings.message_cache_size)
-        self.ingest = Ingest(publisher, self.lid_feed, self.messages)
+        self.ingest = Ingest(publisher, self.lid_feed, self.messages, self)
         self.host = RelayHost(
             self.sessions, auth, self, ingest=self.ingest, lid_feed=self.lid_feed, messages=self.messages
         )
@@ -341,6 +341,14 @@ class SessionManager:
             self.ingest.own_send(sid, sent_id)  # an id Baileys chose: its echo may already have been published
         s.log.info("message %s sent to %s", sent_id, to)
         return sent_id
+
+    async def release_receipts(self, session: SessionId, ids: list[str]) -> None:
+        """The ingest's receipt sink: these messages are durable, their held delivery receipts may go."""
+        try:
+            await self.bridge.release_receipts(session, ids)
+        except SidecarError as e:
+            # The socket (or the bridge) is gone and its held receipts with it: WhatsApp delivers those again.
+            self.log.debug("releasing %d receipts of %s failed: %s", len(ids), session, e)
 
     # ---- connecting ----
 

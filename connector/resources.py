@@ -44,8 +44,9 @@ class QueueSpec:
         return self.env.replace("_URL", "_DLQ_URL")
 
 
-AUTH_TABLE = TableSpec("AUTH_TABLE", "wa-relay-auth", hash_key="pk", range_key="sk")
-"""Creds, leases and every Signal key: ``pk`` = session id, ``sk`` = ``creds`` | ``lease`` | ``key#<type>#<id>``."""
+AUTH_TABLE = TableSpec("AUTH_TABLE", "wa-relay-auth", hash_key="pk", range_key="sk", ttl_attribute="expiration")
+"""Creds, leases and every Signal key: ``pk`` = session id, ``sk`` = ``creds`` | ``lease`` | ``key#<type>#<id>``. TTL on
+``expiration``, which only the decrypted-message buffer's items carry."""
 
 LID_MAP_TABLE = TableSpec("LID_MAP_TABLE", "wa-relay-lid-map", hash_key="pk")
 """``pk`` = ``lid#<lidUser>`` → ``pn``, and ``pn#<pnUser>`` → ``lid``: two items per pair, both read consistently."""

@@ -56,7 +56,10 @@ export function makeHandlers({ registry, log, startedAt }: CommandContext): Hand
 		'read.send': async p => {
 			await registry.get(p.session).read(p.keys)
 			return {}
-		}
+		},
+
+		// a socket that is gone has dropped its held receipts already: nothing to release, and not an error
+		'receipts.release': async p => ({ released: registry.find(p.session)?.releaseReceipts(p.ids) ?? 0 })
 	}
 }
 

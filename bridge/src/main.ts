@@ -10,14 +10,20 @@ import { baileysLogger, logger } from './log.js'
 installConsoleRouting(logger)
 
 const { readFileSync } = await import('node:fs')
-const { createRequire } = await import('node:module')
+const { createRequire, register } = await import('node:module')
+// before anything imports baileys: the hook that lets the bridge hold delivery receipts (baileys-hooks.ts)
+register('./baileys-hooks.js', import.meta.url)
 const net = await import('node:net')
 const { RpcPeer, errText } = await import('./rpc.js')
 const { RpcError, PROTOCOL_VERSION } = await import('./protocol.js')
 const { SessionRegistry } = await import('./session.js')
+if (!(globalThis as { __waRelayReceiptGate?: boolean }).__waRelayReceiptGate) {
+	logger.fatal('the baileys load hook did not run: delivery receipts could not be held until messages are durable')
+	process.exit(2)
+}
 const { registerCommands } = await import('./commands.js')
 
-const SHUTDOWN_GRACE_MS = 5_000
+const SHUTDOWN_GRACE_MS = 8_000
 const startedAt = Date.now()
 
 function intEnv(name: string, fallback: number): number {

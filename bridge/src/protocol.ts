@@ -167,6 +167,10 @@ export interface SessionListEntry {
 	me: MeInfo | null
 	/** ms since epoch of the last frame received on the socket; null before the first */
 	lastReceivedAt: number | null
+	/** messages whose delivery receipt waits for the connector's receipts.release */
+	heldReceipts: number
+	/** redelivered messages answered from the decrypted-message buffer since the socket started */
+	bufferHits: number
 }
 export interface SessionListResult {
 	sessions: SessionListEntry[]
@@ -203,6 +207,16 @@ export interface ReadSendParams {
 	keys: WireMessageKey[]
 }
 
+export interface ReceiptsReleaseParams {
+	session: SessionId
+	/** WhatsApp message ids whose messages are durable (or will not be published) */
+	ids: string[]
+}
+export interface ReceiptsReleaseResult {
+	/** how many of the ids had a held receipt (0 when the socket is gone: WhatsApp delivers those again) */
+	released: number
+}
+
 export type EmptyResult = Record<string, never>
 
 export interface ConnectorMethods {
@@ -215,6 +229,7 @@ export interface ConnectorMethods {
 	'message.send': { params: MessageSendParams; result: MessageSendResult }
 	'presence.send': { params: PresenceSendParams; result: EmptyResult }
 	'read.send': { params: ReadSendParams; result: EmptyResult }
+	'receipts.release': { params: ReceiptsReleaseParams; result: ReceiptsReleaseResult }
 }
 export type ConnectorMethod = keyof ConnectorMethods
 
@@ -452,6 +467,13 @@ const validators: { [M in ConnectorMethod]: (p: Obj) => ConnectorMethods[M]['par
 		const session = sessionId(p)
 		if (!Array.isArray(p.keys) || p.keys.length === 0) throw invalidParams('keys', 'must be a non-empty array of message keys')
 		return { session, keys: p.keys.map((k, i) => validateMessageKey(k, `keys[${i}]`)) }
+	},
+	'receipts.release': p => {
+		const session = sessionId(p)
+		if (!Array.isArray(p.ids) || p.ids.length === 0 || !p.ids.every(id => typeof id === 'string' && id.length > 0)) {
+			throw invalidParams('ids', 'must be a non-empty array of message ids')
+		}
+		return { session, ids: p.ids as string[] }
 	}
 }
 

@@ -47,8 +47,9 @@ export class RpcPeer {
 	private readonly endCallbacks: ((reason: string) => void)[] = []
 	/** set by the owner: answer every new request with this error instead of running its handler */
 	refuseWith: RpcError | undefined
-	/** methods answered even when refuseWith is set */
-	readonly alwaysAllowed = new Set<string>(['ping'])
+	/** methods answered even when refuseWith is set: a stopping bridge still waits for the connector to release the
+	 * receipts of messages its sockets decrypted (see receipts.ts) */
+	readonly alwaysAllowed = new Set<string>(['ping', 'receipts.release'])
 
 	constructor(
 		private readonly stream: Duplex,

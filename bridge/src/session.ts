@@ -13,6 +13,7 @@ import makeWASocket, {
 	type AnyMessageContent,
 	type AuthenticationCreds,
 	type BaileysEventMap,
+	type BinaryNode,
 	type CacheStore,
 	type ConnectionState,
 	type MiscMessageGenerationOptions,
@@ -24,6 +25,7 @@ import makeWASocket, {
 } from 'baileys'
 import type { Logger } from 'pino'
 import { decodeWire, freshCreds, RpcAuthState, type Caller } from './auth-state.js'
+import { DecryptBuffer } from './decrypt-buffer.js'
 import { meInfo, reduceConnectionUpdate, serializeKey, translateEvent } from './events.js'
 import {
 	RpcError,
@@ -40,6 +42,7 @@ import {
 	type SessionStartResult,
 	type WireMessageKey
 } from './protocol.js'
+import { ReceiptGate, type SendNode } from './receipts.js'
 import { errText } from './rpc.js'
 
 /** what a session needs from the protocol peer */
@@ -124,6 +127,12 @@ function checkCreds(creds: AuthenticationCreds): void {
 /** extra time allowed to a socket operation beyond Baileys' own query timeout */
 const OPERATION_SLACK_MS = 30_000
 const STOP_FALLBACK_MS = 10_000
+/** how long a requested stop waits for the connector to make held messages durable before it closes the socket
+ * anyway (what is still held is then delivered again by WhatsApp); within the bridge's 5 s shutdown grace */
+const RECEIPT_DRAIN_MS = 3_000
+
+/** the socket config this bridge passes: Baileys' own, plus the receipt gate of `baileys-hooks.ts` */
+type BridgeSocketConfig = UserFacingSocketConfig & { receiptGate: (node: BinaryNode, send: SendNode) => Promise<void> }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 	let timer: NodeJS.Timeout | undefined
@@ -160,6 +169,8 @@ export class Session {
 	lastReceivedAt: number | null = null
 	sock: WASocket | undefined
 	auth: RpcAuthState | undefined
+	readonly decrypted: DecryptBuffer
+	readonly receipts: ReceiptGate
 	private requested = false
 	private finishing = false
 	private stopWhileStarting = false
@@ -181,6 +192,12 @@ export class Session {
 			this.closeSent = resolve
 		})
 		this.queryTimeoutMs = (config.defaultQueryTimeoutMs ?? 60_000) + OPERATION_SLACK_MS
+		this.decrypted = new DecryptBuffer(log)
+		this.receipts = new ReceiptGate({
+			takeDecrypted: () => this.decrypted.takeDecrypted(),
+			onReleased: ids => this.decrypted.onReleased(ids),
+			onSendError: (err, ids) => this.log.info({ ids: ids.length, err: errText(err) }, 'held receipt not sent; WhatsApp delivers the message again')
+		})
 	}
 
 	/** create creds if needed (saved before connecting), then the socket; returns as soon as the socket exists */
@@ -248,15 +265,17 @@ export class Session {
 		this.closeSent()
 	}
 
-	private socketConfig(): UserFacingSocketConfig {
+	private socketConfig(): BridgeSocketConfig {
 		const c = this.config
-		const cfg: UserFacingSocketConfig = {
+		const cfg: BridgeSocketConfig = {
 			auth: this.auth!.state,
 			logger: this.baileysLog,
 			markOnlineOnConnect: false,
 			syncFullHistory: false,
 			msgRetryCounterCache: this.registry.retryCache(this.id),
-			getMessage: key => this.getMessage(key)
+			getMessage: key => this.getMessage(key),
+			makeSignalRepository: this.decrypted.makeRepository,
+			receiptGate: this.receipts.gate
 		}
 		if (this.env.wsUrl) cfg.waWebSocketUrl = this.env.wsUrl
 		if (c.browser) cfg.browser = c.browser
@@ -306,6 +325,7 @@ export class Session {
 
 	private onConnectionUpdate(update: Partial<ConnectionState>): void {
 		if (update.qr) this.qrSeen = true
+		if (update.receivedPendingNotifications) this.decrypted.caughtUp()
 		if (update.connection === 'close') {
 			void this.finish(update)
 			return
@@ -324,6 +344,9 @@ export class Session {
 		this.connection = 'close'
 		const statusCode = (update.lastDisconnect?.error as { output?: { statusCode?: number } } | undefined)?.output?.statusCode ?? null
 		this.log.info({ statusCode, requested: this.requested, reason: update.lastDisconnect?.error?.message }, 'socket closed')
+		const unsent = this.receipts.close()
+		if (unsent.length) this.log.info({ messages: unsent.length }, 'receipts of messages not yet durable were not sent; WhatsApp delivers them again')
+		await this.decrypted.flush()
 		if (this.auth) {
 			const drained = await this.auth.drain(this.env.rpcTimeoutMs * 2 + 5_000)
 			if (!drained) this.log.warn({ pending: this.auth.pendingWrites }, 'close sent before every key/creds write was answered')
@@ -343,13 +366,19 @@ export class Session {
 		return meInfo(this.auth?.creds.me)
 	}
 
-	/** close without logging out; resolves after the `close` event was sent */
+	/** close without logging out, once the messages this socket decrypted are durable (or after RECEIPT_DRAIN_MS);
+	 * resolves after the `close` event was sent */
 	async stop(): Promise<void> {
 		this.requested = true
 		if (!this.finishing) {
 			if (!this.sock) this.stopWhileStarting = true
 			else {
 				const sock = this.sock
+				// emit what Baileys still buffers, so the connector can make it durable and release its receipts
+				sock.ev.flush()
+				if (!(await this.receipts.drained(RECEIPT_DRAIN_MS))) {
+					this.log.warn({ held: this.receipts.heldCount }, 'closing with receipts still held; WhatsApp delivers those messages again')
+				}
 				void sock.end(undefined)
 				// Baileys always reports the close; if it ever does not, do not hang the caller
 				const fallback = setTimeout(() => {
@@ -415,6 +444,11 @@ export class Session {
 		await withTimeout(sock.sendPresenceUpdate(type as WAPresence, to), this.queryTimeoutMs, 'presence.send')
 	}
 
+	/** the connector made these messages durable (or decided not to publish them): send their held receipts */
+	releaseReceipts(ids: string[]): number {
+		return this.receipts.release(ids)
+	}
+
 	async read(keys: WireMessageKey[]): Promise<void> {
 		const sock = this.requireOpen('read.send')
 		await withTimeout(sock.readMessages(keys as WAMessageKey[]), this.queryTimeoutMs, 'read.send')
@@ -426,7 +460,9 @@ export class Session {
 			connection: this.connection,
 			has_qr: this.qrSeen && this.connection !== 'open',
 			me: this.me() ?? null,
-			lastReceivedAt: this.lastReceivedAt
+			lastReceivedAt: this.lastReceivedAt,
+			heldReceipts: this.receipts.heldCount,
+			bufferHits: this.decrypted.hits
 		}
 	}
 }
@@ -468,6 +504,11 @@ export class SessionRegistry {
 		)
 		this.sessions.set(params.session, session)
 		return session.start(params.creds)
+	}
+
+	/** the running session, if any */
+	find(id: string): Session | undefined {
+		return this.sessions.get(id)
 	}
 
 	/** the running session, or session_not_found */

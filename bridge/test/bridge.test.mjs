@@ -85,7 +85,7 @@ test('bridge: a new session saves generated creds before connecting; SIGTERM clo
 		const list = await b.next(m => m.id === 'c-2')
 		const [entry] = list.result.sessions
 		const { lastReceivedAt, ...rest } = entry
-		assert.deepEqual(rest, { session: 't1', connection: 'connecting', has_qr: false, me: null })
+		assert.deepEqual(rest, { session: 't1', connection: 'connecting', has_qr: false, me: null, heldReceipts: 0, bufferHits: 0 })
 		assert.ok(lastReceivedAt === null || typeof lastReceivedAt === 'number', 'lastReceivedAt: ms or null')
 		b.rpc.write('{"id":"c-3","method":"session.requestPairingCode","params":{"session":"t1","phone":"15550001111"}}\n')
 		assert.equal((await b.next(m => m.id === 'c-3')).error.code, 'pairing_not_ready')

@@ -67,6 +67,10 @@ const CASES = {
 	'read.send': {
 		good: [{ session: 's1', keys: [key] }],
 		bad: [[{ session: 's1' }, 'keys'], [{ session: 's1', keys: [] }, 'keys'], [{ session: 's1', keys: [key, { id: 'x' }] }, 'keys[1].remoteJid'], [{ session: 's1', keys: [{ ...key, fromMe: 'no' }] }, 'keys[0].fromMe']]
+	},
+	'receipts.release': {
+		good: [{ session: 's1', ids: ['3EB0ABCDEF'] }, { session: 's1', ids: ['A', 'B'] }],
+		bad: [[{ ids: ['A'] }, 'session'], [{ session: 's1' }, 'ids'], [{ session: 's1', ids: [] }, 'ids'], [{ session: 's1', ids: ['A', ''] }, 'ids'], [{ session: 's1', ids: [5] }, 'ids']]
 	}
 }
 

@@ -29,6 +29,7 @@ from connector.sidecar.types import (
     PairingCodeParams,
     PairingCodeResult,
     PingResult,
+    ReceiptsReleaseResult,
     SessionConfig,
     SessionListResult,
     SessionStartParams,
@@ -87,6 +88,8 @@ class Bridge(Protocol):
         message_id: str | None = None,
         quoted: dict[str, Any] | None = None,
     ) -> MessageSendResult: ...
+
+    async def release_receipts(self, session: SessionId, ids: list[str]) -> int: ...
 
 
 BridgeFactory = Callable[[BridgeHost], Bridge]
@@ -233,6 +236,11 @@ class BridgeClient:
         if to:
             params["to"] = to
         await self.rpc.call("presence.send", params)
+
+    async def release_receipts(self, session: SessionId, ids: list[str]) -> int:
+        """Send the held delivery receipts of these messages (they are durable); how many were held."""
+        result = await self.rpc.call("receipts.release", {"session": session, "ids": ids})
+        return ReceiptsReleaseResult.model_validate(result).released
 
     async def send_read(self, session: SessionId, keys: list[MessageKey]) -> None:
         await self.rpc.call("read.send", {"session": session, "keys": [k.model_dump(exclude_none=True) for k in keys]})

@@ -11,6 +11,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 PROTOCOL_VERSION = 1
+DECRYPTED_MESSAGE_TYPE = "decrypted-message"
+"""The key type under which the bridge stores each decrypted message's plaintext (its decrypted-message buffer), in
+the same ``keys.set`` as the ratchet state the decryption consumed."""
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 Session = Field(pattern=SESSION_ID_PATTERN)
@@ -149,6 +152,17 @@ class ReadParams(WireModel):
     keys: list[MessageKey]
 
 
+class ReceiptsReleaseParams(WireModel):
+    session: str = Session
+    ids: list[str] = Field(min_length=1)
+    """WhatsApp message ids whose messages are durable (or will not be published)."""
+
+
+class ReceiptsReleaseResult(WireModel):
+    released: int
+    """How many of the ids had a held receipt (0 once the socket is gone: WhatsApp delivers those again)."""
+
+
 class PingResult(WireModel):
     pong: bool
     sessions: int
@@ -162,6 +176,10 @@ class SessionInfo(WireModel):
     me: Me | None = None
     lastReceivedAt: int | None = None
     """ms since epoch of the last frame received on the socket (stale detection); ``None`` before the first."""
+    heldReceipts: int = 0
+    """Messages whose delivery receipt waits for ``receipts.release``."""
+    bufferHits: int = 0
+    """Redelivered messages answered from the decrypted-message buffer since the socket started."""
 
 
 class SessionListResult(WireModel):
@@ -264,6 +282,7 @@ REQUEST_MODELS: dict[str, type[WireModel]] = {
     "message.send": MessageSendParams,
     "presence.send": PresenceParams,
     "read.send": ReadParams,
+    "receipts.release": ReceiptsReleaseParams,
     "keys.get": KeysGetParams,
     "keys.set": KeysSetParams,
     "creds.save": CredsSaveParams,
@@ -277,6 +296,7 @@ RESULT_MODELS: dict[str, type[WireModel]] = {
     "session.requestPairingCode": PairingCodeResult,
     "session.list": SessionListResult,
     "message.send": MessageSendResult,
+    "receipts.release": ReceiptsReleaseResult,
     "keys.get": KeysGetResult,
     "message.get": MessageGetResult,
 }

@@ -17,6 +17,13 @@ resource "aws_dynamodb_table" "auth" {
     type = "S"
   }
 
+  # Only the decrypted-message buffer's items carry the TTL attribute (message plaintext at rest: the connector
+  # clears each item once its message is durable, the TTL removes what a crash left behind).
+  ttl {
+    attribute_name = local.tables.auth.ttl_attribute
+    enabled        = true
+  }
+
   # Creds and Signal keys: losing them unlinks every session, hence PITR and deletion protection.
   point_in_time_recovery {
     enabled = true

@@ -45,6 +45,8 @@ class FakeBridge:
         self.not_open: set[str] = set()
         self.fail_start = 0
         self.process_starts = 0
+        self.released: list[tuple[SessionId, str]] = []
+        """Every message whose receipt the manager released, in order."""
         self.received_at: dict[str, int] = {}
         """``lastReceivedAt`` (ms) that ``session.list`` reports per session."""
         self._closed = asyncio.Event()
@@ -113,6 +115,11 @@ class FakeBridge:
         self.sent.append({"session": session, "to": to, "content": content, "message_id": message_id, "quoted": quoted})
         await self._record("send", session)
         return MessageSendResult(key=MessageKey(remoteJid=to, fromMe=True, id=message_id or "3EB0GENERATED"))
+
+    async def release_receipts(self, session: SessionId, ids: list[str]) -> int:
+        self.released.extend((session, i) for i in ids)
+        await self._record("release", (session, list(ids)))
+        return len(ids)
 
     # ---- test helpers ----
 

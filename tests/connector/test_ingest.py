@@ -108,3 +108,40 @@ async def test_a_reply_quoting_a_seen_message_carries_its_key(harness: Harness) 
     await harness.manager.send_text(S1, "88887770001@lid", "no", quoted_id="UNKNOWN")
     quoted = [sent["quoted"] for sent in harness.bridge.sent]
     assert quoted[0] is not None and quoted[0]["key"]["id"] == "Q1" and quoted[1] is None
+
+
+async def test_a_receipt_is_released_only_once_its_message_is_durable() -> None:
+    slow = SlowPublisher()
+    h = await Harness(publisher=slow).start("s1")
+    try:
+        messages = [wa_message("88887770001@lid", f"M{n}", alt="15557770001@s.whatsapp.net") for n in range(3)]
+        await h.bridge.emit("messages.upsert", "s1", {"type": "notify", "messages": messages})
+        await asyncio.sleep(0.05)
+        assert h.bridge.released == [], "nothing is released before it is durable"
+        for done in slow.pending[:2]:
+            done.set_result(None)
+        slow.pending[2].cancel()  # the connector stops before the third one is durable
+        await h.bridge.wait_calls("release", 1)
+        await asyncio.sleep(0.05)
+        assert h.bridge.released == [(S1, "M0"), (S1, "M1")]
+        assert h.bridge.count("release") == 1, "released together, in one call"
+    finally:
+        await h.manager.stop()
+
+
+async def test_messages_that_are_not_published_are_released_at_once(harness: Harness) -> None:
+    await harness.start("s1")
+    await harness.bridge.emit("connection.update", "s1", OPEN)
+    await harness.manager.send_text(S1, "88887770001@lid", "reply", message_id="3EB0ECHO")
+    upsert = {
+        "type": "notify",
+        "messages": [
+            wa_message("88887770001@lid", "STUB", stub=2),
+            wa_message("88887770001@lid", "3EB0ECHO", from_me=True),
+            wa_message("88887770001@lid", "REAL"),
+        ],
+    }
+    await harness.bridge.emit("messages.upsert", "s1", upsert)
+    await harness.bridge.wait_calls("release", 1)
+    await asyncio.sleep(0.05)
+    assert sorted(i for _, i in harness.bridge.released) == ["3EB0ECHO", "REAL", "STUB"]

@@ -9,6 +9,7 @@ import base64
 import contextlib
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -603,3 +604,33 @@ async def test_writes_of_one_session_are_serialized_and_sessions_run_in_parallel
     t0 = loop.time()
     await asyncio.gather(*(store.set_keys(SessionId(s), {"session": {"x": {"s": s}}}) for s in ("c", "d", "e")))
     assert loop.time() - t0 < 0.055
+
+
+async def test_an_expiring_key_type_carries_the_tables_ttl_and_others_do_not(
+    dynamodb_endpoint: str, dynamo_pair: Any
+) -> None:
+    pair = dynamo_pair
+    auth = DynamoAuthStore(AUTH_TABLE.default_name, dynamodb_endpoint, "us-east-1", expiring_types={"plain": 60.0})
+    await auth.start()
+    try:
+        sid = SessionId(f"ttl-{uuid.uuid4().hex[:8]}")
+        lease = await pair.leases.acquire(sid, "me", 30)
+        assert lease is not None
+        auth.fence(sid, lease)  # fenced, as every session with leases: one transaction for both items
+        await auth.set_keys(sid, {"plain": {"h1": {"type": "Buffer", "data": "AQ=="}}, "session": {"a.0": {"x": 1}}})
+        raw = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
+        items = raw.query(
+            TableName=AUTH_TABLE.default_name,
+            KeyConditionExpression="pk = :s",
+            ExpressionAttributeValues={":s": {"S": sid}},
+            ConsistentRead=True,
+        )["Items"]
+        by_sk = {i["sk"]["S"]: i for i in items}
+        ttl = AUTH_TABLE.ttl_attribute
+        assert ttl is not None
+        expires = float(by_sk["key#plain#h1"][ttl]["N"])
+        assert time.time() + 50 < expires <= time.time() + 61
+        assert ttl not in by_sk["key#session#a.0"]
+        assert await auth.get_keys(sid, "plain", ["h1"]) == {"h1": {"type": "Buffer", "data": "AQ=="}}
+    finally:
+        await auth.stop()

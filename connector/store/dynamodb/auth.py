@@ -4,6 +4,7 @@ checks them (fencing) and deletes one with the rest of its session."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ from connector.store.dynamodb.codec import (
 )
 from connector.store.dynamodb.fencing import ConditionFailed, FencedTable
 from connector.types import SessionId
+
+TTL_ATTRIBUTE = AUTH_TABLE.ttl_attribute or "expiration"
 
 _MAX_PENDING_TOKENS = 16
 """Ids of unanswered creds writes that the next write's condition still accepts as ours (bounds its size)."""
@@ -68,7 +71,10 @@ class DynamoAuthStore(FencedTable, AuthStore):
         max_attempts: int = 8,
         backoff_base_s: float = 0.05,
         backoff_max_s: float = 2.0,
+        expiring_types: dict[str, float] | None = None,
     ) -> None:
+        """``expiring_types``: key types whose items DynamoDB deletes by itself that many seconds after their write
+        (the table's TTL attribute); others live until deleted."""
         super().__init__(
             table_name,
             endpoint_url,
@@ -82,6 +88,7 @@ class DynamoAuthStore(FencedTable, AuthStore):
             raise ValueError(f"part_bytes must be in 1..{MAX_PART_BYTES}")
         self.compress_over = min(compress_over, part_bytes)
         self.part_bytes = part_bytes
+        self.expiring_types = dict(expiring_types or {})
         self._locks = SessionLocks()
         self._creds: dict[str, _CredsState] = {}
         self._chunks: dict[str, dict[str, int]] = {}
@@ -236,9 +243,13 @@ class DynamoAuthStore(FencedTable, AuthStore):
     async def set_keys(self, session: SessionId, data: dict[str, dict[str, Any]]) -> None:
         ops: dict[str, tuple[str, Encoded | None]] = {}
         for type, values in data.items():
+            lifetime = self.expiring_types.get(type)
             for key_id, value in values.items():
                 label = f"{type} {key_id} of {session}"
-                ops[key_sk(type, key_id)] = (label, None if value is None else self._encode(value, label))
+                encoded = None if value is None else self._encode(value, label)
+                if encoded is not None and lifetime is not None:
+                    encoded.attrs[TTL_ATTRIBUTE] = {"N": str(int(time.time() + lifetime))}
+                ops[key_sk(type, key_id)] = (label, encoded)
         if not ops:
             return
         async with self._locks.hold(session):
