@@ -90,6 +90,16 @@ class InboundEnvelope(Contract):
     message: MessageRef
     key: RawKey
 
+    @property
+    def canonical_chat(self) -> str:
+        """The chat under one name whichever form WhatsApp used: a group as it is, a contact by its LID when known."""
+        return self.chat.jid if self.chat.is_group else (self.chat.lid or self.chat.jid)
+
+    @property
+    def group_id(self) -> str:
+        """The ``MessageGroupId`` of its chat in ``inbound.fifo`` and of its replies in ``outbound.fifo``."""
+        return message_group_id(self.session_id, self.canonical_chat)
+
 
 class OutboundReply(Contract):
     """Body of one ``outbound.fifo`` message: one reply for the connector to send."""
@@ -137,8 +147,9 @@ def _digest(*parts: object) -> str:
 
 def event_id(session_id: str, chat_jid: str, from_me: bool, participant: str | None, message_id: str) -> str:
     """Stable id of one WhatsApp message event: the same message re-emitted by Baileys (reconnect, offline
-    ``append``, retry resend) gets the same id. ``chat_jid`` must be the canonical chat (see ``canonical_chat``),
-    so a re-emit that swaps the PN and LID forms of the chat still matches. 64 hex chars (SQS dedup ids ≤ 128)."""
+    ``append``, retry resend) gets the same id. ``chat_jid`` and ``participant`` must be canonical (the LID when it
+    is known, ``InboundEnvelope.canonical_chat``), so a re-emit that swaps the PN and LID forms still matches. 64 hex
+    chars (SQS dedup ids ≤ 128)."""
     return _digest("ev1", session_id, chat_jid, bool(from_me), participant or "", message_id)
 
 
@@ -151,15 +162,6 @@ def whatsapp_message_id(reply_id: str) -> str:
     """The WhatsApp message id a reply is sent with, derived from its reply id, so a re-send after a crash is the
     same WhatsApp message (the contact's phone drops the duplicate). Same shape as Baileys' own ids."""
     return "3EB0" + reply_id[:20].upper()
-
-
-def canonical_chat(remote_jid: str, remote_jid_alt: str | None) -> str:
-    """The chat's LID when known, else the jid as received (groups are their own canonical form)."""
-    if remote_jid.endswith("@lid"):
-        return remote_jid
-    if remote_jid_alt and remote_jid_alt.endswith("@lid"):
-        return remote_jid_alt
-    return remote_jid
 
 
 def message_group_id(session_id: str, chat: str) -> str:

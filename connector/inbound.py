@@ -9,8 +9,10 @@ Pure functions, no I/O. Decisions written down here:
 - ``message.type`` is ``text`` for ``conversation``/``extendedTextMessage``, else the first content field, skipping
   the metadata fields Baileys puts next to the content (``messageContextInfo``, ``senderKeyDistributionMessage``) and
   unwrapping the container messages (ephemeral, view-once, document-with-caption).
-- ``event_id`` hashes the canonical chat (the LID when known), so the PN-form and the LID-form emission of one message
-  get the same id; ``participant`` is taken as received ("" counts as none).
+- ``event_id`` hashes the canonical chat and participant: the LID when it is known, from the message key's alt jid or
+  else from the LID map (``lids``, phone number → LID, which the caller looks up), so the PN-form and the LID-form
+  emission of one message get the same id. The envelope carries the LID found that way in ``chat.lid`` /
+  ``sender.lid``, and its ``MessageGroupId`` is built from the same canonical chat.
 - A message without content (``message`` null) is not published: a decrypt-failure stub (``messageStubType`` set)
   keeps the key id its real content arrives under later, and publishing the stub would make SQS FIFO deduplication
   drop that real message for five minutes. Such stubs are logged at WARNING with their stub parameters.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from connector.contracts import (
@@ -30,7 +33,6 @@ from connector.contracts import (
     QuotedRef,
     RawKey,
     SenderRef,
-    canonical_chat,
     event_id,
     jid_user,
 )
@@ -149,8 +151,11 @@ def build_envelope(
     me: Account,
     upsert_type: Literal["notify", "append"],
     received_at_ms: int | None = None,
+    lids: Mapping[str, str] | None = None,
 ) -> InboundEnvelope | None:
-    """The envelope for one upserted message, or ``None`` when there is nothing to publish (see module doc)."""
+    """The envelope for one upserted message, or ``None`` when there is nothing to publish (see module doc).
+    ``lids``: LIDs known from the LID map, by bare phone-number jid (only those the key itself does not carry)."""
+    lids = lids or {}
     key = msg.key
     received = received_at_ms if received_at_ms is not None else int(time.time() * 1000)
     if not key.remoteJid or not key.id:
@@ -177,6 +182,7 @@ def build_envelope(
     group = is_group(remote)
 
     chat_pn, chat_lid = (None, None) if group else pn_lid(remote, key.remoteJidAlt)
+    chat_lid = chat_lid or (lids.get(chat_pn) if chat_pn else None)
     chat = ChatRef(jid=remote, pn=chat_pn, lid=chat_lid, is_group=group)
 
     if from_me:
@@ -184,6 +190,7 @@ def build_envelope(
         sender = SenderRef(jid=own or remote, pn=me.pn, lid=me.lid, push_name=msg.pushName)
     elif group:
         s_pn, s_lid = pn_lid(participant, key.participantAlt)
+        s_lid = s_lid or (lids.get(s_pn) if s_pn else None)
         sender = SenderRef(jid=participant or remote, pn=s_pn, lid=s_lid, push_name=msg.pushName)
     else:
         sender = SenderRef(jid=remote, pn=chat_pn, lid=chat_lid, push_name=msg.pushName)
@@ -207,8 +214,9 @@ def build_envelope(
         participantAlt=key.participantAlt or None,
         addressingMode=key.addressingMode,
     )
+    canonical_participant = (sender.lid or participant) if group and participant and not from_me else participant
     return InboundEnvelope(
-        event_id=event_id(session_id, canonical_chat(remote, key.remoteJidAlt), from_me, participant, key.id),
+        event_id=event_id(session_id, chat.lid or remote, from_me, canonical_participant, key.id),
         session_id=session_id,
         upsert_type=upsert_type,
         received_at=received,
@@ -219,6 +227,20 @@ def build_envelope(
         message=message,
         key=raw_key,
     )
+
+
+def unresolved_pns(msg: WAMessage) -> list[str]:
+    """The bare phone-number jids of a message's chat (1:1) and participant (groups) whose LID the key does not
+    carry: what the caller looks up in the LID map for ``build_envelope``'s ``lids``."""
+    key = msg.key
+    if is_group(key.remoteJid):
+        if key.fromMe:
+            return []  # the participant is the account itself
+        primary, alt = key.participant, key.participantAlt
+    else:
+        primary, alt = key.remoteJid, key.remoteJidAlt
+    pn, lid = pn_lid(primary, alt)
+    return [pn] if pn and not lid else []
 
 
 def lid_pairs(msg: WAMessage) -> list[tuple[str, str]]:

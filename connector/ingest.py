@@ -29,7 +29,7 @@ from typing import Protocol
 
 from connector.contracts import Account, InboundEnvelope
 from connector.errors import PublishError
-from connector.inbound import build_envelope, lid_pairs
+from connector.inbound import build_envelope, lid_pairs, unresolved_pns
 from connector.lidfeed import LidFeed
 from connector.lru import Lru
 from connector.messagecache import MessageCache
@@ -69,6 +69,8 @@ class Ingest:
 
     async def on_upsert(self, session: SessionId, me: Account, upsert: MessagesUpsert) -> None:
         await self.lid_feed.feed([pair for msg in upsert.messages for pair in lid_pairs(msg)], "message keys")
+        unresolved = [pn for msg in upsert.messages for pn in unresolved_pns(msg)]
+        lids = await self.lid_feed.lids_for(unresolved) if unresolved else {}
         for msg in upsert.messages:
             message_id = msg.key.id or ""
             if msg.message is not None:
@@ -77,7 +79,7 @@ class Ingest:
                 log.debug("echo of our own send %s not published", message_id)
                 self._release(session, message_id)
                 continue
-            envelope = build_envelope(msg, session_id=session, me=me, upsert_type=upsert.type)
+            envelope = build_envelope(msg, session_id=session, me=me, upsert_type=upsert.type, lids=lids)
             if envelope is None:
                 self._release(session, message_id)
                 continue

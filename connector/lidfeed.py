@@ -1,5 +1,6 @@
 """The LID feed: every LID↔phone-number pair the connector sees goes to the LID map (DESIGN section 4), so the
-inbound function can resolve a LID chat to a phone number and back.
+inbound function can resolve a LID chat to a phone number and back, and the connector can give a message the same
+``event_id`` whichever form it arrived in (``lids_for``).
 
 Sources: ``lid-mapping.update`` events, the alt jids on message keys, ``lid-mapping`` key writes, the account's own
 ``me`` when a session opens, ``messaging-history.set`` mappings and contacts. Every message of a chat carries the
@@ -24,13 +25,14 @@ from connector.store.abstract import LidMapStore
 log = logging.getLogger("wa_relay.lidfeed")
 
 CACHE_SIZE = 50_000
-"""Pairs remembered as written (about 200 bytes each: 10 MB at most)."""
+"""Pairs remembered as written, and LIDs remembered by phone number (about 200 bytes each: 20 MB at most)."""
 
 
 class LidFeed:
     def __init__(self, store: LidMapStore, *, cache_size: int = CACHE_SIZE) -> None:
         self.store = store
         self._written: Lru[tuple[str, str], None] = Lru(cache_size)
+        self._lid_by_pn: Lru[str, str] = Lru(cache_size)
 
     async def feed(self, pairs: list[tuple[str, str]], source: str) -> None:
         """Write the ``(lid, pn)`` pairs not written before (see the module docstring for failures)."""
@@ -44,6 +46,24 @@ class LidFeed:
             return
         for pair in fresh:
             self._written.put(pair, None)
+            self._lid_by_pn.put(pair[1], pair[0])
+
+    async def lids_for(self, pns: list[str]) -> dict[str, str]:
+        """The known LIDs of these bare phone-number jids: from pairs seen by this process, else from the LID map
+        (a pair another connector or an earlier run wrote). A LID map that cannot be read counts as not knowing:
+        the message is still published, under its phone-number form."""
+        found = {pn: lid for pn in pns if (lid := self._lid_by_pn.get(pn)) is not None}
+        missing = [pn for pn in dict.fromkeys(pns) if pn not in found]
+        if missing:
+            try:
+                stored = await self.store.lid_for_pns(missing)
+            except Exception as e:
+                log.warning("LID map read of %d numbers failed: %s", len(missing), e)
+                stored = {}
+            for pn, lid in stored.items():
+                self._lid_by_pn.put(pn, lid)
+            found |= stored
+        return found
 
     async def feed_key_writes(self, data: Mapping[str, Mapping[str, Any]]) -> None:
         """Pairs in a ``keys.set`` of Baileys' ``lid-mapping`` type (``<pn>`` → lid user, ``<lid>_reverse`` → pn)."""

@@ -1,6 +1,6 @@
 """The production publisher: SQS FIFO ``inbound.fifo``, with a disk spool while SQS cannot be reached.
 
-``MessageGroupId`` = ``message_group_id(session, canonical chat)`` (one chat in order, chats in parallel),
+``MessageGroupId`` = ``envelope.group_id`` (session + canonical chat: one chat in order, chats in parallel),
 ``MessageDeduplicationId`` = ``event_id``, body = the envelope's JSON.
 
 Sending: one sender task takes what ``publish`` callers have queued and sends it with ``SendMessageBatch`` (up to
@@ -46,7 +46,7 @@ from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from connector.aws import open_client
-from connector.contracts import InboundEnvelope, canonical_chat, message_group_id
+from connector.contracts import InboundEnvelope
 from connector.errors import PublishError
 from connector.publish.abstract import InboundPublisher
 from connector.resources import SQS_BATCH_MAX, SQS_BODY_MAX_BYTES
@@ -151,9 +151,8 @@ class SqsPublisher(InboundPublisher):
         body = envelope.model_dump_json()
         if len(body.encode()) > SQS_BODY_MAX_BYTES:
             raise PublishError(f"envelope {envelope.event_id} is larger than {SQS_BODY_MAX_BYTES} bytes")
-        chat = canonical_chat(envelope.key.remoteJid, envelope.key.remoteJidAlt)
         entry = {
-            "group": message_group_id(envelope.session_id, chat),
+            "group": envelope.group_id,
             "dedup": envelope.event_id,
             "body": body,
         }

@@ -14,7 +14,7 @@ Decisions written down here:
 - Malformed bodies go to the inbound DLQ with a reason and the record counts as processed; if that send fails the
   record fails (it stays on the queue and reaches the DLQ through the redrive policy anyway).
 - Replies are addressed to ``chat.jid`` exactly as received and grouped like the inbound chat
-  (``message_group_id(session, canonical_chat(remoteJid, remoteJidAlt))``, the same call the publisher makes).
+  (``envelope.group_id``, the group the publisher used).
 """
 
 from __future__ import annotations
@@ -39,11 +39,9 @@ from connector.contracts import (
     InboundEnvelope,
     OutboundReply,
     SenderRef,
-    canonical_chat,
     jid_user,
     lid_map_key_for_lid,
     lid_map_key_for_pn,
-    message_group_id,
     reply_id,
 )
 from functions.inbound.chatbot import Chatbot
@@ -185,8 +183,7 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float) -> dict[str
         for index, answer in enumerate(answers)
     ]
     if replies:
-        group = message_group_id(envelope.session_id, canonical_chat(envelope.key.remoteJid, envelope.key.remoteJidAlt))
-        deps.replies.send(group, replies)
+        deps.replies.send(envelope.group_id, replies)
     logger.info("event relayed", extra={"replies": len(replies)})
     return {"status": 200 if replies else 204, "replies": len(replies)}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from connector.contracts import Account, event_id
-from connector.inbound import build_envelope, lid_pairs
+from connector.inbound import build_envelope, lid_pairs, unresolved_pns
 from connector.sidecar.types import WAMessage
 from tests.connector.fakes import wa_message
 
@@ -20,13 +20,14 @@ def fixture_message(name: str) -> WAMessage:
     return WAMessage.model_validate(data["messages"][0])
 
 
-def build(raw: dict[str, object], upsert: str = "notify"):  # type: ignore[no-untyped-def]
+def build(raw: dict[str, object], upsert: str = "notify", lids: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     return build_envelope(
         WAMessage.model_validate(raw),
         session_id="s1",
         me=ME,
-        upsert_type=upsert,
-        received_at_ms=1_000_000,  # type: ignore[arg-type]
+        upsert_type=upsert,  # type: ignore[arg-type]
+        received_at_ms=1_000_000,
+        lids=lids,
     )
 
 
@@ -61,6 +62,38 @@ def test_pn_and_lid_forms_of_one_message_share_the_event_id() -> None:
     assert pn_form.chat.jid != lid_form.chat.jid
     other = build(wa_message("88887770001@lid", "ID2"))
     assert other is not None and other.event_id != pn_form.event_id
+
+
+KNOWN = {"15557770001@s.whatsapp.net": "88887770001@lid", "15557770003@s.whatsapp.net": "88887770003@lid"}
+"""What the LID map knows (phone number → LID)."""
+
+
+def test_a_phone_number_form_without_alt_gets_the_lid_forms_event_id_and_group_through_the_lid_map() -> None:
+    lid_form = build(wa_message("88887770001@lid", "ID1", alt="15557770001@s.whatsapp.net"))
+    bare_pn = wa_message("15557770001@s.whatsapp.net", "ID1")
+    unknown = build(bare_pn)
+    resolved = build(bare_pn, "append", lids=KNOWN)
+    assert lid_form is not None and unknown is not None and resolved is not None
+    assert unknown.event_id != lid_form.event_id, "without the LID map the two forms cannot be matched"
+    assert resolved.event_id == lid_form.event_id and resolved.group_id == lid_form.group_id
+    assert (resolved.chat.jid, resolved.chat.pn, resolved.chat.lid) == (
+        "15557770001@s.whatsapp.net",
+        "15557770001@s.whatsapp.net",
+        "88887770001@lid",
+    ), "replies still go to the chat as it was addressed"
+    assert unresolved_pns(WAMessage.model_validate(bare_pn)) == ["15557770001@s.whatsapp.net"]
+    assert unresolved_pns(WAMessage.model_validate(wa_message("88887770001@lid", "ID1"))) == []
+
+
+def test_a_group_participant_by_phone_number_gets_the_lid_forms_event_id_through_the_lid_map() -> None:
+    group = "120363000000000001@g.us"
+    by_lid = build(wa_message(group, "G9", participant="88887770003@lid", participant_alt="15557770003@s.whatsapp.net"))
+    by_pn = wa_message(group, "G9", participant="15557770003@s.whatsapp.net")
+    resolved = build(by_pn, lids=KNOWN)
+    assert by_lid is not None and resolved is not None
+    assert resolved.event_id == by_lid.event_id and resolved.group_id == by_lid.group_id == f"s1:{group}"
+    assert resolved.sender.lid == "88887770003@lid" and resolved.sender.jid == "15557770003@s.whatsapp.net"
+    assert unresolved_pns(WAMessage.model_validate(by_pn)) == ["15557770003@s.whatsapp.net"]
 
 
 def test_group() -> None:

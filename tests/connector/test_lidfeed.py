@@ -85,3 +85,38 @@ async def test_the_cache_is_bounded() -> None:
     await feed.feed([pairs[0]], "test")  # evicted, so written again
     await feed.feed([pairs[2]], "test")  # still remembered
     assert store.writes == [[p] for p in pairs] + [[pairs[0]]]
+
+
+async def test_lids_are_known_from_pairs_seen_and_else_read_from_the_lid_map() -> None:
+    store = CountingLidMap()
+    await store.put_pairs([("99@lid", "19@s.whatsapp.net")])  # written by another connector, or an earlier run
+    feed = LidFeed(store)
+    await feed.feed([("98@lid", "18@s.whatsapp.net")], "test")
+    assert await feed.lids_for(["18@s.whatsapp.net", "19@s.whatsapp.net", "17@s.whatsapp.net"]) == {
+        "18@s.whatsapp.net": "98@lid",
+        "19@s.whatsapp.net": "99@lid",
+    }
+    reads = 0
+    original = store.lid_for_pns
+
+    async def counted(pns: list[str]) -> dict[str, str]:
+        nonlocal reads
+        reads += 1
+        return await original(pns)
+
+    store.lid_for_pns = counted  # type: ignore[method-assign]
+    assert await feed.lids_for(["19@s.whatsapp.net"]) == {"19@s.whatsapp.net": "99@lid"}
+    assert reads == 0, "a LID read once is remembered"
+
+
+async def test_the_same_message_by_phone_number_and_by_lid_is_one_event(harness: Harness) -> None:
+    await harness.start("s1")
+    await harness.lid_map.put_pairs([("88887770009@lid", "15557770009@s.whatsapp.net")])
+    await harness.bridge.emit(
+        "messages.upsert", "s1", {"type": "notify", "messages": [wa_message("15557770009@s.whatsapp.net", "TWIN")]}
+    )
+    await harness.bridge.emit(
+        "messages.upsert", "s1", {"type": "append", "messages": [wa_message("88887770009@lid", "TWIN")]}
+    )
+    first, second = harness.publisher.envelopes  # type: ignore[attr-defined]
+    assert first.event_id == second.event_id and first.group_id == second.group_id

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import boto3
 import pytest
 
-from connector.contracts import Account, InboundEnvelope, canonical_chat, message_group_id
+from connector.contracts import Account, InboundEnvelope
 from connector.errors import PublishError
 from connector.inbound import build_envelope
 from connector.publish import MemoryPublisher
@@ -77,8 +77,7 @@ async def test_sqs_publisher_group_dedup_body(sqs_endpoint: str, fifo: tuple[Any
     msgs = receive_all(sqs, url, 1)
     assert len(msgs) == 1
     m = msgs[0]
-    assert m["Attributes"]["MessageGroupId"] == message_group_id("s1", canonical_chat(env.chat.jid, "88887770001@lid"))
-    assert m["Attributes"]["MessageGroupId"] == "s1:88887770001@lid"
+    assert m["Attributes"]["MessageGroupId"] == env.group_id == "s1:88887770001@lid"
     assert m["Attributes"]["MessageDeduplicationId"] == env.event_id
     assert InboundEnvelope.model_validate_json(m["Body"]) == env
     assert not (tmp_path / SPOOL_FILE).exists()

@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 
-from connector.contracts import InboundEnvelope, canonical_chat, event_id, message_group_id
+from connector.contracts import InboundEnvelope, event_id
 from tests.support.chatbot import ChatbotServer
 
 EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "events"
@@ -45,18 +45,13 @@ def fresh(envelope: InboundEnvelope, **changes: Any) -> InboundEnvelope:
             target = target[part]
         target[last] = value
     key = data["key"]
-    data["event_id"] = event_id(
-        data["session_id"],
-        canonical_chat(key["remoteJid"], key.get("remoteJidAlt")),
-        key["fromMe"],
-        key.get("participant"),
-        msg_id,
-    )
+    draft = InboundEnvelope.model_validate(data)
+    data["event_id"] = event_id(data["session_id"], draft.canonical_chat, key["fromMe"], key.get("participant"), msg_id)
     return InboundEnvelope.model_validate(data)
 
 
 def group_of(envelope: InboundEnvelope) -> str:
-    return message_group_id(envelope.session_id, canonical_chat(envelope.key.remoteJid, envelope.key.remoteJidAlt))
+    return envelope.group_id
 
 
 def sqs_record(body: InboundEnvelope | str, *, group: str | None = None, receive_count: int = 1) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import ValidationError
 
-from connector.contracts import InboundEnvelope, OutboundReply, canonical_chat, event_id, reply_id
+from connector.contracts import InboundEnvelope, OutboundReply, event_id, reply_id
 from functions.inbound import queues
 from functions.inbound.chatbot import RetryPolicy, backoff_s, retry_after_seconds, sign
 from functions.inbound.config import InboundConfig
@@ -38,8 +38,9 @@ REQUIRED = {
 def test_golden_envelopes_parse_and_carry_their_own_event_id(name: str) -> None:
     envelope = golden(name)
     key = envelope.key
-    chat = canonical_chat(key.remoteJid, key.remoteJidAlt)
-    assert envelope.event_id == event_id(envelope.session_id, chat, key.fromMe, key.participant, key.id)
+    assert envelope.event_id == event_id(
+        envelope.session_id, envelope.canonical_chat, key.fromMe, key.participant, key.id
+    )
     assert envelope.model_dump(mode="json") == load(f"inbound.message.{name}.json")
 
 
