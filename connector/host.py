@@ -2,9 +2,12 @@
 ``connector.sidecar.client``).
 
 - ``keys.get`` / ``keys.set`` / ``creds.save``: the auth store, durable before the answer (DESIGN section 4). A write
-  for a session that was deleted, wiped or never known is refused (``SessionGone``), so a late write cannot bring
-  keys back after a wipe. A write the store's fence rejects (``LeaseLost``: another connector owns the session now)
-  is refused as well, and the session manager is told at once so it closes the socket.
+  for a session that was deleted, wiped or never known, or that has no socket running (its socket closed), is
+  refused (``SessionGone``), so a late write cannot bring keys back after a wipe or land after a newer socket read
+  the keys. Writes still in flight are counted per session, so the manager can wait for them (``quiesce``) before it
+  starts the next socket: a write the bridge gave up waiting for may still be running here. A write the store's
+  fence rejects (``LeaseLost``: another connector owns the session now) is refused as well, and the session manager
+  is told at once so it closes the socket.
 - ``message.get``: Baileys' ``getMessage`` for retries, answered from the message cache.
 - events: ``connection.update`` goes to the session manager (state and close policy); ``messages.upsert`` to the
   ingest (→ the inbound queue); LID/PN pairs from every event that carries them to the LID feed. A failing handler
@@ -13,9 +16,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 from connector.contracts import Account
@@ -57,6 +62,8 @@ class RelayHost:
         self.ingest = ingest
         self.lid_feed = lid_feed
         self.messages = messages
+        self._writes: dict[SessionId, int] = {}
+        self._quiet = asyncio.Condition()
 
     # ---- storage calls ----
 
@@ -64,21 +71,43 @@ class RelayHost:
         return await self.auth.get_keys(session, type, ids)
 
     async def keys_set(self, session: SessionId, data: dict[str, dict[str, Any]]) -> None:
-        self._writable(session)
-        try:
-            await self.auth.set_keys(session, data)
-        except LeaseLost as e:
-            raise self._fenced(session) from e
+        async with self._writing(session):
+            try:
+                await self.auth.set_keys(session, data)
+            except LeaseLost as e:
+                raise self._fenced(session) from e
         await self.lid_feed.feed_key_writes(data)
 
     async def creds_save(self, session: SessionId, creds: dict[str, Any]) -> None:
-        self._writable(session)
-        try:
-            await self.auth.put_creds(session, creds)
-        except LeaseLost as e:
-            raise self._fenced(session) from e
+        async with self._writing(session):
+            try:
+                await self.auth.put_creds(session, creds)
+            except LeaseLost as e:
+                raise self._fenced(session) from e
         if (s := self.sessions.get(session)) is not None:
             s.stored = True
+
+    async def quiesce(self, session: SessionId, timeout: float) -> bool:
+        """Wait until no key or creds write of ``session`` is in flight; False if one still is after ``timeout``."""
+        async with self._quiet:
+            try:
+                await asyncio.wait_for(self._quiet.wait_for(lambda: not self._writes.get(session)), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, session: SessionId) -> AsyncIterator[None]:
+        self._writable(session)
+        self._writes[session] = self._writes.get(session, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._writes.pop(session) - 1
+            if left:
+                self._writes[session] = left
+            async with self._quiet:
+                self._quiet.notify_all()
 
     async def message_get(self, session: SessionId, key: MessageKey) -> dict[str, Any] | None:
         content = self.messages.content(session, key.id or "")
@@ -90,6 +119,8 @@ class RelayHost:
         s = self.sessions.get(session)
         if s is None or s.wiped:
             raise SessionGone(f"session {session} was deleted or wiped; write refused")
+        if not s.socket_live:
+            raise SessionGone(f"session {session} has no socket running (it closed); write refused")
 
     def _fenced(self, session: SessionId) -> SessionGone:
         spawn(self.events.on_lease_lost(session), name=f"lease-lost-{session}")

@@ -34,14 +34,14 @@ from connector.errors import (
     SessionOwnedElsewhere,
     SidecarError,
     SidecarNotConnected,
+    StoreError,
 )
 from connector.host import RelayHost
 from connector.ingest import Ingest
-from connector.lease import LeaseKeeper, default_owner_id
 from connector.lidfeed import LidFeed
 from connector.messagecache import MessageCache
 from connector.ownership import Ownership
-from connector.policy import Action, on_close
+from connector.policy import STOPPED_BECAUSE, Action, on_close
 from connector.publish.abstract import InboundPublisher
 from connector.retries import Retries
 from connector.session import PAIRING, TERMINAL, Session, SessionState
@@ -91,18 +91,6 @@ class SessionManager:
             stable_s=settings.bridge_stable_s,
         )
         self.stale = StaleWatch(self.sessions, self.bridge, settings)
-        keeper = (
-            LeaseKeeper(
-                leases,
-                auth,
-                settings.connector_id or default_owner_id(),
-                ttl_s=settings.lease_ttl_s,
-                renew_every_s=settings.lease_renew_s,
-                on_lost=self.on_lease_lost,
-            )
-            if leases is not None
-            else None
-        )
         self.queue = StartQueue(
             self._connect,
             interval=settings.session_start_interval_s,
@@ -113,7 +101,7 @@ class SessionManager:
             max_closes=settings.flap_max, window_s=settings.flap_window_s, hold_s=settings.flap_hold_s
         )
         self.retries = Retries(self.queue, self.breaker, settings, self._wants_connect)
-        self.ownership = Ownership(keeper, self.retries, ttl_s=settings.lease_ttl_s)
+        self.ownership = Ownership.over(leases, auth, settings, self.retries, on_lost=self.on_lease_lost)
         self.ready = False
         self.replies_sent = 0
         self.logged_out_total = 0
@@ -172,6 +160,7 @@ class SessionManager:
     def _bridge_down(self) -> None:
         self.ready = False
         for s in self.sessions.values():
+            s.socket_live = False
             if s.state not in TERMINAL:
                 s.state = SessionState.RECONNECTING
                 s.qr = None
@@ -368,7 +357,12 @@ class SessionManager:
             return False
         if not await self.ownership.take(s):
             return False
-        creds = await self.auth.get_creds(sid)
+        try:
+            creds = await self.auth.get_creds(sid)
+        except StoreError as e:
+            await self.ownership.release(sid)  # while the store is unreadable from here, another connector may try
+            self.retries.back_off(s, f"reading the creds failed: {e}")
+            return False
         if self.sessions.get(sid) is not s:
             return False  # deleted while its lease or creds were read
         if creds is None and s.stored:
@@ -381,7 +375,12 @@ class SessionManager:
         s.wiped = False
         if s.state not in (SessionState.STARTING, SessionState.RECONNECTING):
             s.state = SessionState.CONNECTING
+        if not await self.host.quiesce(sid, self.settings.quiesce_s):
+            # The new socket must not read keys before a write of the previous one has landed.
+            self.retries.back_off(s, "a key write of the previous socket is still in flight")
+            return False
         s.log.info("connecting (%s creds)", "stored" if creds else "new")
+        s.socket_live = True
         try:
             await self.bridge.start_session(sid, creds)
         except SocketExists:
@@ -389,11 +388,12 @@ class SessionManager:
             await self._stop_socket(sid)
             await self.bridge.start_session(sid, creds)
         except SidecarNotConnected:
+            s.socket_live = False
             s.state = SessionState.RECONNECTING
             return False
         except Exception as e:
-            s.record_error(None, f"start failed: {e}")
-            self.retries.back_off(s)
+            s.socket_live = False
+            self.retries.back_off(s, f"start failed: {e}")
             return True
         if self.sessions.get(sid) is not s:
             await self._stop_socket(sid)  # deleted while the socket was starting: it must not outlive the session
@@ -427,6 +427,7 @@ class SessionManager:
 
     async def _on_close(self, s: Session, u: ConnectionUpdate) -> None:
         code, reason = u.statusCode, u.reason or ""
+        s.socket_live = False
         s.clear_stale()
         requested = self._stopping or u.requested or self.sessions.get(s.id) is not s or s.owner is not None
         decision = on_close(
@@ -435,7 +436,10 @@ class SessionManager:
             pairing=s.state in PAIRING,
             recent_closes=0 if requested else self.breaker.record(s.id),
             flap_max=self.breaker.max_closes,
+            creds_saved=u.credsSaved is not False,
         )
+        if u.credsSaved is False:
+            s.log.error("the socket closed with creds the store does not have (creds.save kept failing)")
         if decision.action is Action.STOP:
             if s.state not in TERMINAL:
                 s.state = SessionState.STOPPED
@@ -447,9 +451,7 @@ class SessionManager:
             await self._end(s, SessionState.LOGGED_OUT)
             s.me, s.wiped = Account(), True
             self.logged_out_total += 1
-            s.log.warning(
-                "logged out by WhatsApp (%s: %s); creds, keys and lease wiped, re-pairing needed", code, reason
-            )
+            s.log.warning("logged out by WhatsApp (%s: %s); creds, keys and lease wiped, pair again", code, reason)
             await self._wipe(s.id)
             return
         if decision.action is Action.CONFLICT:
@@ -463,10 +465,10 @@ class SessionManager:
         if decision.reset_pairing:
             s.wiped, s.stored = True, False  # wiped on purpose: the fresh QR that follows is wanted
             await self._wipe(s.id)
-            if decision.action is Action.PAIRING_EXPIRED:
+            if decision.action in STOPPED_BECAUSE:
                 s.state = SessionState.STOPPED
-                s.record_error(code, "pairing expired: the QR window ended before pairing; create it again")
-                s.log.warning("pairing expired (QR refs ended); session stopped and its unregistered creds wiped")
+                s.record_error(code, STOPPED_BECAUSE[decision.action])
+                s.log.warning("%s (its unregistered creds wiped)", STOPPED_BECAUSE[decision.action])
                 return
             s.log.warning("closed during pairing (%s: %s); creds reset, a fresh QR follows", code, reason)
         if decision.action is Action.HOLD:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 
-from connector.lease import LeaseKeeper
+from connector.config import SessionSettings
+from connector.lease import LeaseKeeper, default_owner_id
 from connector.retries import Retries
 from connector.session import Session, SessionState
+from connector.store.abstract import AuthStore, LeaseStore
 from connector.types import SessionId
 
 log = logging.getLogger("wa_relay.ownership")
@@ -24,6 +27,26 @@ class Ownership:
         self.keeper = keeper
         self.retries = retries
         self.ttl_s = ttl_s
+
+    @classmethod
+    def over(
+        cls,
+        leases: LeaseStore | None,
+        auth: AuthStore,
+        settings: SessionSettings,
+        retries: Retries,
+        *,
+        on_lost: Callable[[SessionId], Awaitable[None]],
+    ) -> Ownership:
+        """A keeper over ``leases`` that fences ``auth`` (this connector's id from the settings, else host and pid);
+        without a lease store, every session counts as ours."""
+        keeper = None
+        if leases is not None:
+            owner = settings.connector_id or default_owner_id()
+            keeper = LeaseKeeper(
+                leases, auth, owner, ttl_s=settings.lease_ttl_s, renew_every_s=settings.lease_renew_s, on_lost=on_lost
+            )
+        return cls(keeper, retries, ttl_s=settings.lease_ttl_s)
 
     async def start(self) -> None:
         if self.keeper is not None:
@@ -42,9 +65,7 @@ class Ownership:
         try:
             lease = await self.keeper.acquire(s.id)
         except Exception as e:
-            s.record_error(None, f"lease acquisition failed: {e}")
-            s.log.warning("lease acquisition failed (%s); retrying with backoff", e)
-            self.retries.back_off(s)
+            self.retries.back_off(s, f"lease acquisition failed: {e}")
             return False
         if lease is None:
             await self.owned_elsewhere(s)

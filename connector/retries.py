@@ -53,8 +53,12 @@ class Retries:
         await cancel(s.retry)
         s.retry = None
 
-    def back_off(self, s: Session) -> None:
-        """Reconnect after an exponential, jittered delay that grows with the closes since the last ``open``."""
+    def back_off(self, s: Session, reason: str | None = None) -> None:
+        """Reconnect after an exponential, jittered delay that grows with the closes since the last ``open``;
+        ``reason``, when given, is what went wrong (``last_error`` and a WARNING)."""
+        if reason is not None:
+            s.record_error(None, reason)
+            s.log.warning("%s; retrying with backoff", reason)
         s.failures += 1
         delay = backoff(s.failures, initial=self.settings.reconnect_initial_s, cap=self.settings.reconnect_max_s)
         s.state = SessionState.RECONNECTING

@@ -68,6 +68,9 @@ class Session:
     stored: bool = False
     """Its creds were in the store (found at boot or by discovery, or saved since): if they are gone at the next
     connect, another connector deleted the session, and it must not come back here as a fresh QR."""
+    socket_live: bool = False
+    """A socket of this session runs in the bridge (from ``session.start`` to its ``close``): the only time key and
+    creds writes for it are taken."""
     opened_at: float = 0.0
     last_event_at: float = 0.0
     last_message_at: float = 0.0

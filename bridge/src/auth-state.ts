@@ -45,6 +45,9 @@ export function reviveKey(type: string, value: unknown): unknown {
 	return v
 }
 
+const CREDS_RETRY_BASE_MS = 500
+const CREDS_RETRY_MAX_MS = 10_000
+
 export function freshCreds(): AuthenticationCreds {
 	return initAuthCreds()
 }
@@ -56,6 +59,10 @@ export class RpcAuthState {
 	private sealedReason: string | undefined
 	private credsLoop: Promise<void> | undefined
 	private credsDirty = false
+	/** set when the connector confirmed the latest creds.save; false after a failed one until a later one succeeds */
+	credsStored = true
+	/** the session stopped waiting for this socket's writes: a failing creds.save is not retried any more */
+	private giveUp = false
 	private readonly onError: (message: string) => void
 
 	constructor(
@@ -113,20 +120,37 @@ export class RpcAuthState {
 		})
 	}
 
+	/**
+	 * Until the creds are stored: a registration (pairing) is only complete once its creds are, and a socket that
+	 * restarts from creds older than the ones it ran with can come back as a fresh QR while the phone still lists the
+	 * device. So a failed save is retried with backoff (the connector answers an error for a store outage or
+	 * throttling) for as long as the socket lives and, after it closed, until `drain` gives up on it; each failure is
+	 * reported once as a session.error. `credsStored` tells the session whether the last creds it had reached the
+	 * store.
+	 */
 	private async runCredsLoop(): Promise<void> {
 		// let Baileys' own creds.update listener merge the partial update first
 		await Promise.resolve()
+		let failures = 0
 		do {
 			this.credsDirty = false
 			try {
 				await this.rpc.call('creds.save', { session: this.session, creds: encodeWire(this.creds) })
-				this.log.debug('creds saved')
+				this.credsStored = true
+				if (failures) this.log.info({ failures }, 'creds saved after failures')
+				else this.log.debug('creds saved')
+				failures = 0
 			} catch (err) {
-				const message = `creds.save failed: ${errText(err)}`
-				this.log.error({ err: errText(err) }, 'creds.save failed')
-				this.onError(message)
+				this.credsStored = false
+				failures++
+				this.credsDirty = true
+				const message = `creds.save failed (attempt ${failures}, retried): ${errText(err)}`
+				this.log.error({ err: errText(err), attempt: failures }, 'creds.save failed; retrying')
+				if (failures === 1) this.onError(message)
+				if (this.giveUp) return
+				await new Promise(resolve => setTimeout(resolve, Math.min(CREDS_RETRY_MAX_MS, CREDS_RETRY_BASE_MS * 2 ** (failures - 1))))
 			}
-		} while (this.credsDirty && !this.sealedReason)
+		} while (this.credsDirty && !this.giveUp)
 	}
 
 	private async getKeys<T extends keyof SignalDataTypeMap>(type: T, ids: string[]): Promise<{ [id: string]: SignalDataTypeMap[T] }> {
@@ -181,12 +205,16 @@ export class RpcAuthState {
 		return this.inflight.size
 	}
 
-	/** wait until every creds.save/keys.set issued so far (and any issued while waiting) has settled */
+	/** wait until every creds.save/keys.set issued so far (and any issued while waiting) has settled; a creds.save
+	 * that keeps failing is retried until then */
 	async drain(maxMs: number): Promise<boolean> {
 		const deadline = Date.now() + maxMs
 		while (this.inflight.size) {
 			const left = deadline - Date.now()
-			if (left <= 0) return false
+			if (left <= 0) {
+				this.giveUp = true
+				return false
+			}
 			let timer: NodeJS.Timeout | undefined
 			await Promise.race([
 				Promise.allSettled([...this.inflight]),

@@ -87,7 +87,10 @@ export function meInfo(me: { id: string; lid?: string; name?: string } | undefin
 }
 
 /** connection.update reduced as documented; `extra` carries what the session knows (requested, me) */
-export function reduceConnectionUpdate(update: Partial<ConnectionState>, extra: { requested?: boolean; me?: MeInfo } = {}): ConnectionUpdateEvent {
+export function reduceConnectionUpdate(
+	update: Partial<ConnectionState>,
+	extra: { requested?: boolean; me?: MeInfo; credsSaved?: boolean } = {}
+): ConnectionUpdateEvent {
 	const out: ConnectionUpdateEvent = {}
 	if (update.connection !== undefined) out.connection = update.connection
 	if (update.qr !== undefined) out.qr = update.qr
@@ -101,6 +104,7 @@ export function reduceConnectionUpdate(update: Partial<ConnectionState>, extra: 
 		if (error?.message) out.reason = error.message
 	}
 	if (update.connection === 'close') out.requested = extra.requested ?? false
+	if (update.connection === 'close' && extra.credsSaved === false) out.credsSaved = false
 	if (update.connection === 'open' && extra.me) out.me = extra.me
 	return out
 }

@@ -288,6 +288,8 @@ export interface ConnectionUpdateEvent {
 	statusCode?: number | null
 	reason?: string
 	requested?: boolean
+	/** on close, false when the creds the socket last had could not be stored (the store holds older ones) */
+	credsSaved?: boolean
 	me?: MeInfo
 }
 
@@ -543,6 +545,7 @@ const EVENT_SHAPES: { [E in EventName]: (d: Obj) => string | undefined } = {
 		if (d.qr !== undefined && typeof d.qr !== 'string') return 'qr'
 		if (d.statusCode !== undefined && d.statusCode !== null && !Number.isInteger(d.statusCode)) return 'statusCode'
 		if (d.connection === 'close' && !('statusCode' in d)) return 'statusCode'
+		if (d.credsSaved !== undefined && typeof d.credsSaved !== 'boolean') return 'credsSaved'
 		if (d.me !== undefined && (!isObject(d.me) || typeof d.me.id !== 'string')) return 'me'
 		return undefined
 	},

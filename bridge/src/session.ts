@@ -354,7 +354,8 @@ export class Session {
 		}
 		this.registry.remove(this)
 		try {
-			this.peer.event('connection.update', this.id, reduceConnectionUpdate({ ...update, connection: 'close' }, { requested: this.requested }))
+			const closing = { requested: this.requested, credsSaved: this.auth?.credsStored ?? true }
+			this.peer.event('connection.update', this.id, reduceConnectionUpdate({ ...update, connection: 'close' }, closing))
 		} finally {
 			this.closeSent()
 		}

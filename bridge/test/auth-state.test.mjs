@@ -127,10 +127,30 @@ test('drain gives up after its limit', async () => {
 	assert.equal(await auth.drain(30), false)
 })
 
-test('a creds.save failure is reported through onError', async () => {
+test('a failing creds.save is retried until stored, and reported once', async () => {
 	const errors = []
-	const auth = new RpcAuthState('s1', { call: async () => { throw new Error('dynamo down') } }, silentLogger, initAuthCreds(), { onError: m => errors.push(m) })
+	let failures = 2
+	const saved = []
+	const caller = {
+		async call(method, params) {
+			if (failures) { failures--; throw new Error('throttled') }
+			saved.push(params.creds.registrationId)
+			return {}
+		}
+	}
+	const creds = initAuthCreds()
+	const auth = new RpcAuthState('s1', caller, silentLogger, creds, { onError: m => errors.push(m) })
 	auth.saveCreds()
-	await auth.drain(1000)
-	assert.deepEqual(errors, ['creds.save failed: dynamo down'])
+	assert.equal(await auth.drain(10_000), true)
+	assert.deepEqual(saved, [creds.registrationId])
+	assert.equal(auth.credsStored, true)
+	assert.equal(errors.length, 1)
+	assert.match(errors[0], /creds\.save failed \(attempt 1, retried\): throttled/)
+})
+
+test('creds that never reach the store are reported as not stored once the drain gives up', async () => {
+	const auth = new RpcAuthState('s1', { call: async () => { throw new Error('dynamo down') } }, silentLogger, initAuthCreds())
+	auth.saveCreds()
+	assert.equal(await auth.drain(800), false)
+	assert.equal(auth.credsStored, false)
 })

@@ -238,6 +238,8 @@ class ConnectionUpdate(WireModel):
     statusCode: int | None = None
     reason: str | None = None
     requested: bool | None = None
+    credsSaved: bool | None = None
+    """On ``close``: ``False`` when the creds the socket last had could not be stored (the store holds older ones)."""
     me: Me | None = None
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from connector.errors import SessionGone
 from connector.sidecar.types import MessageKey
 from connector.types import SessionId
-from tests.connector.fakes import CREDS, S1, Harness, wa_message
+from tests.connector.fakes import CREDS, S1, Harness, close, wa_message
 
 
 async def test_keys_and_creds_pass_through_durably(harness: Harness) -> None:
@@ -63,3 +64,37 @@ async def test_a_failing_event_handler_is_logged_and_the_next_event_still_handle
     assert "handling messages.upsert of s1 failed" in caplog.text
     await harness.bridge.emit("connection.update", "s1", {"qr": "2@x"})
     assert harness.manager.get(S1).qr == "2@x"
+
+
+async def test_a_write_from_a_closed_socket_is_refused_until_the_next_one_runs(harness: Harness) -> None:
+    await harness.start("s1")
+    host = harness.manager.host
+    await harness.bridge.emit("connection.update", "s1", close(503))
+    with pytest.raises(SessionGone, match="no socket running"):
+        await host.keys_set(S1, {"session": {"a": {"x": 1}}})
+    await harness.bridge.wait_calls("start", 2)  # reconnected after the backoff
+    await host.keys_set(S1, {"session": {"a": {"x": 2}}})
+    assert await harness.auth.get_keys(S1, "session", ["a"]) == {"a": {"x": 2}}
+
+
+async def test_the_next_socket_waits_for_a_write_of_the_previous_one_still_in_flight(harness: Harness) -> None:
+    await harness.start("s1")
+    landed = asyncio.Event()
+    release = asyncio.Event()
+    original = harness.auth.set_keys
+
+    async def slow(session: SessionId, data: dict[str, dict[str, object]]) -> None:
+        await release.wait()
+        await original(session, data)
+        landed.set()
+
+    harness.auth.set_keys = slow  # type: ignore[method-assign]
+    write = asyncio.create_task(harness.manager.host.keys_set(S1, {"session": {"a": {"v": "old"}}}))
+    await asyncio.sleep(0.05)
+    await harness.bridge.emit("connection.update", "s1", close(515))  # restart at once...
+    await asyncio.sleep(0.2)
+    assert harness.bridge.count("start") == 1, "...but not while the old socket's write is still running"
+    release.set()
+    await write
+    await harness.bridge.wait_calls("start", 2)
+    assert landed.is_set()

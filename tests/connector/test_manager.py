@@ -445,3 +445,41 @@ async def test_deleting_an_id_created_again_before_its_first_connect_is_not_refu
     h.manager.queue.discard(S1)  # not connected yet: no new lease, so no new fence
     await h.manager.delete(S1)
     assert S1 not in h.manager.sessions
+
+
+async def test_creds_that_cannot_be_read_are_retried_with_backoff_and_the_lease_given_back(
+    make_harness: MakeHarness,
+) -> None:
+    h = with_leases(make_harness)
+    await h.auth.put_creds(S1, CREDS)
+    read = h.auth.get_creds
+    failures = 2
+
+    async def flaky(session: SessionId) -> dict[str, object] | None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise StoreError("throttled")
+        return await read(session)
+
+    h.auth.get_creds = flaky  # type: ignore[method-assign]
+    await h.manager.start()
+    await h.bridge.wait_calls("start", 1, timeout=5)
+    s = h.manager.get(S1)
+    assert failures == 0 and s.last_error is not None and "reading the creds failed" in s.last_error.message
+    assert h.bridge.starts[0][1] == CREDS
+
+
+async def test_a_pairing_whose_creds_never_reached_the_store_is_stopped_not_shown_a_new_qr(harness: Harness) -> None:
+    await harness.start()
+    await harness.manager.create(S1)
+    await harness.bridge.wait_calls("start", 1)
+    await harness.bridge.emit("connection.update", "s1", {"qr": "2@x"})
+    await harness.bridge.emit("connection.update", "s1", {"isNewLogin": True})
+    await harness.bridge.emit("connection.update", "s1", close(515, credsSaved=False))
+    s = harness.manager.get(S1)
+    assert s.state == SessionState.STOPPED
+    assert s.last_error is not None and "Linked devices" in s.last_error.message
+    assert await harness.auth.get_creds(S1) is None
+    await asyncio.sleep(0.2)
+    assert harness.bridge.count("start") == 1, "no fresh QR for a device the phone already lists"

@@ -10,7 +10,7 @@ FLAP_MAX = 5
 CALM = 1  # closes in the flap window, this one included: far from flapping
 FLAPPING = FLAP_MAX + 1
 
-# code, requested, pairing, recent closes → action, reset the unregistered pairing creds
+# code, requested, pairing, recent closes → action, reset the unregistered pairing creds (creds saved)
 TABLE: list[tuple[int | None, bool, bool, int, Action, bool]] = [
     # closed on purpose (stop, delete, lease lost): nothing more, whatever the code
     (None, True, False, CALM, Action.STOP, False),
@@ -44,6 +44,27 @@ TABLE: list[tuple[int | None, bool, bool, int, Action, bool]] = [
 ]
 
 
+# the same, when the creds the socket last had could not be stored
+UNSAVED: list[tuple[int | None, bool, bool, int, Action, bool]] = [
+    (515, False, True, CALM, Action.PAIRING_LOST, True),  # paired on the phone, but the store has the old creds
+    (515, False, True, FLAPPING, Action.PAIRING_LOST, True),
+    (515, False, False, CALM, Action.RECONNECT_NOW, False),  # a linked session: slightly old creds still log in
+    (503, False, False, CALM, Action.BACK_OFF, False),
+    (401, False, False, CALM, Action.LOG_OUT, False),
+    (None, True, True, CALM, Action.STOP, False),
+]
+
+
+@pytest.mark.parametrize(("code", "requested", "pairing", "recent", "action", "reset"), UNSAVED)
+def test_close_policy_when_the_creds_were_not_saved(
+    code: int | None, requested: bool, pairing: bool, recent: int, action: Action, reset: bool
+) -> None:
+    decision = on_close(
+        code, requested=requested, pairing=pairing, recent_closes=recent, flap_max=FLAP_MAX, creds_saved=False
+    )
+    assert decision == Decision(action, reset_pairing=reset)
+
+
 @pytest.mark.parametrize(("code", "requested", "pairing", "recent", "action", "reset"), TABLE)
 def test_close_policy(
     code: int | None, requested: bool, pairing: bool, recent: int, action: Action, reset: bool
@@ -53,4 +74,4 @@ def test_close_policy(
 
 
 def test_every_action_is_reachable() -> None:
-    assert {row[4] for row in TABLE} == set(Action)
+    assert {row[4] for row in TABLE + UNSAVED} == set(Action)
