@@ -137,6 +137,15 @@ const ROUTES = {
 		}
 	},
 	'/messages/send-batch': { POST: ({ sim, body }) => sendBatch(sim, body) },
+	'/messages/pending': {
+		GET: ({ sim, query }) => {
+			const user = requireUser({ account: query.get('account') || undefined }, 'account')
+			const held = sim.state.pending.get(accountOr404(sim, user).phone)?.values() ?? []
+			return {
+				pending: [...held].map(m => ({ from: m.from, id: m.id, enc: m.enc, sent_at: m.sentAt, deliveries: m.deliveries, retries: m.retries }))
+			}
+		}
+	},
 	'/lid-mapping': {
 		POST: ({ sim, body }) => {
 			const to = requireUser(body, 'to')

@@ -10,7 +10,7 @@ import { accountView } from './accounts.mjs'
 import { startRegistration } from './pairing.mjs'
 import { handleLogin } from './login.mjs'
 import { handleIq } from './iq.mjs'
-import { handleOutgoingMessage, handleReceipt } from './messages.mjs'
+import { handleOutgoingMessage, handleReceipt, handleMessageAck } from './messages.mjs'
 import { firstChild } from './wire.mjs'
 import { silentLogger } from './log.mjs'
 
@@ -39,7 +39,7 @@ export class Connection {
 	/** @type {any} registration payload, pairing-code and pair-success bookkeeping (see pairing.mjs) */
 	pairing = {}
 	/** @type {Set<{ ids: Set<string>, done: () => void }>} */
-	#receiptWaiters = new Set()
+	#handledWaiters = new Set()
 	#handshakeStep = /** @type {'hello'|'finish'|'done'} */ ('hello')
 	#noise = new NoiseResponder()
 	#reader = new FrameReader()
@@ -152,30 +152,31 @@ export class Connection {
 	}
 
 	/**
-	 * Resolve once the client has sent receipts for all these message ids, or after timeoutMs.
+	 * Resolve once the client has answered each of these message ids (a receipt of any type, or an ack or nack),
+	 * or after timeoutMs.
 	 * @param {string[]} ids
 	 * @param {number} timeoutMs
 	 * @returns {Promise<void>}
 	 */
-	waitForReceipts(ids, timeoutMs) {
+	waitUntilHandled(ids, timeoutMs) {
 		return new Promise(resolve => {
 			const waiter = {
 				ids: new Set(ids),
 				done: () => {
 					clearTimeout(timer)
-					this.#receiptWaiters.delete(waiter)
+					this.#handledWaiters.delete(waiter)
 					resolve()
 				}
 			}
 			const timer = setTimeout(waiter.done, timeoutMs)
-			this.#receiptWaiters.add(waiter)
+			this.#handledWaiters.add(waiter)
 			this.ws.once('close', waiter.done)
 		})
 	}
 
-	/** @param {string[]} ids message ids the client just sent receipts for */
-	noteReceipts(ids) {
-		for (const waiter of this.#receiptWaiters) {
+	/** @param {string[]} ids message ids the client just sent a receipt or an ack for */
+	noteHandled(ids) {
+		for (const waiter of this.#handledWaiters) {
 			for (const id of ids) waiter.ids.delete(id)
 			if (!waiter.ids.size) waiter.done()
 		}
@@ -307,6 +308,10 @@ export class Simulator {
 			case 'receipt':
 				this.#count('stanzas', `<receipt${node.attrs.type ? ' type=' + node.attrs.type : ''}>`)
 				handleReceipt(this, conn, node)
+				return
+			case 'ack':
+				this.#count('stanzas', '<ack>')
+				if (node.attrs.class === 'message') handleMessageAck(this, conn, node)
 				return
 			default:
 				// acks, presence, <ib><unified_session>, chatstate…: nothing to answer, just count them

@@ -20,6 +20,8 @@ const silent = {
 
 /** In-memory auth state that can be exported/imported as JSON (like useMultiFileAuthState, minus files). */
 let auth = { creds: initAuthCreds(), keys: /** @type {Record<string, Record<string, any>>} */ ({}) }
+/** Set by stallKeyWrites: writes are applied, then never answered (a process frozen right after its store wrote). */
+let stallWrites = false
 const keyStore = {
 	get: async (/** @type {string} */ type, /** @type {string[]} */ ids) =>
 		Object.fromEntries(ids.filter(id => auth.keys[type]?.[id] != null).map(id => [id, auth.keys[type][id]])),
@@ -30,6 +32,10 @@ const keyStore = {
 				if (data[type][id] == null) delete auth.keys[type][id]
 				else auth.keys[type][id] = data[type][id]
 			}
+		}
+		if (stallWrites) {
+			post('keys.stalled', { types: Object.keys(data) })
+			await new Promise(() => {})
 		}
 	}
 }
@@ -81,6 +87,10 @@ const commands = {
 	async send({ jid, text }) {
 		const msg = await sock?.sendMessage(jid, { text })
 		return msg?.key ?? null
+	},
+	stallKeyWrites() {
+		stallWrites = true
+		return true
 	},
 	pairingCode: ({ phone }) => sock?.requestPairingCode(phone),
 	lidForPn: ({ pn }) => sock?.signalRepository.lidMapping.getLIDForPN(pn),
