@@ -43,6 +43,13 @@ export class Contact {
 	 * @type {Map<string, any>}
 	 */
 	#live = new Map()
+	/** @type {Map<string, number>} account phone -> how many of its next messages to treat as undecryptable */
+	#failNext = new Map()
+	/**
+	 * Retry receipts this phone sent for messages it could not decrypt, by `${account} ${id}` (see retries.mjs).
+	 * @type {Map<string, { count: number, timer?: NodeJS.Timeout }>}
+	 */
+	retryAsks = new Map()
 
 	/**
 	 * @param {object} fields
@@ -157,66 +164,101 @@ export class Contact {
 	 * @returns {import('baileys').BinaryNode}
 	 */
 	bundleNode(jid) {
+		return {
+			tag: 'user',
+			attrs: { jid },
+			content: [
+				this.registrationNode(),
+				{ tag: 'type', attrs: {}, content: KEY_BUNDLE_TYPE },
+				{ tag: 'identity', attrs: {}, content: withoutKeyType(this.identity.pubKey) },
+				this.#signedPreKeyNode(),
+				this.#freshPreKeyNode()
+			]
+		}
+	}
+
+	/**
+	 * The `<keys>` a phone puts in a retry receipt so the sender can start a new session without a prekey fetch
+	 * (a fresh one-time prekey, kept like bundleNode's).
+	 * @returns {import('baileys').BinaryNode}
+	 */
+	retryKeysNode() {
+		return {
+			tag: 'keys',
+			attrs: {},
+			content: [
+				{ tag: 'type', attrs: {}, content: KEY_BUNDLE_TYPE },
+				{ tag: 'identity', attrs: {}, content: withoutKeyType(this.identity.pubKey) },
+				this.#freshPreKeyNode(),
+				this.#signedPreKeyNode()
+			]
+		}
+	}
+
+	/** `<registration>`: the registration id as 4 bytes. @returns {import('baileys').BinaryNode} */
+	registrationNode() {
+		return { tag: 'registration', attrs: {}, content: encodeBigEndian(this.registrationId, 4) }
+	}
+
+	/** @returns {import('baileys').BinaryNode} */
+	#signedPreKeyNode() {
+		return {
+			tag: 'skey',
+			attrs: {},
+			content: [
+				{ tag: 'id', attrs: {}, content: encodeBigEndian(this.signedPreKey.keyId, 3) },
+				{ tag: 'value', attrs: {}, content: withoutKeyType(this.signedPreKey.keyPair.pubKey) },
+				{ tag: 'signature', attrs: {}, content: Buffer.from(this.signedPreKey.signature) }
+			]
+		}
+	}
+
+	/** A new one-time prekey whose private half is kept. @returns {import('baileys').BinaryNode} */
+	#freshPreKeyNode() {
 		const id = this.nextPreKeyId++
 		const preKey = keyhelper.generatePreKey(id)
 		this.preKeys.set(id, preKey.keyPair)
 		this.onChange()
 		return {
-			tag: 'user',
-			attrs: { jid },
+			tag: 'key',
+			attrs: {},
 			content: [
-				{ tag: 'registration', attrs: {}, content: encodeBigEndian(this.registrationId, 4) },
-				{ tag: 'type', attrs: {}, content: KEY_BUNDLE_TYPE },
-				{ tag: 'identity', attrs: {}, content: withoutKeyType(this.identity.pubKey) },
-				{
-					tag: 'skey',
-					attrs: {},
-					content: [
-						{ tag: 'id', attrs: {}, content: encodeBigEndian(this.signedPreKey.keyId, 3) },
-						{ tag: 'value', attrs: {}, content: withoutKeyType(this.signedPreKey.keyPair.pubKey) },
-						{ tag: 'signature', attrs: {}, content: Buffer.from(this.signedPreKey.signature) }
-					]
-				},
-				{
-					tag: 'key',
-					attrs: {},
-					content: [
-						{ tag: 'id', attrs: {}, content: encodeBigEndian(id, 3) },
-						{ tag: 'value', attrs: {}, content: withoutKeyType(preKey.keyPair.pubKey) }
-					]
-				}
+				{ tag: 'id', attrs: {}, content: encodeBigEndian(id, 3) },
+				{ tag: 'value', attrs: {}, content: withoutKeyType(preKey.keyPair.pubKey) }
 			]
 		}
 	}
 
-	/** Whether this contact already has an open session with the account's device. */
-	async hasSessionWith(/** @type {{ phone: string, device: number }} */ account) {
-		const record = await this.store.loadSession(addressOf(account).toString())
-		return !!record?.haveOpenSession()
-	}
-
 	/**
 	 * Encrypt a proto.Message to the account's device, starting a session from the account's uploaded
-	 * bundle if there is none.
+	 * bundle if there is none. For a retry receipt: `bundle` (its `<keys>`) starts a new session from those keys;
+	 * a `registrationId` other than the session's means the device was reinstalled, so a new session is started
+	 * from the uploaded bundle, as a phone does after fetching the device's prekeys again.
 	 * @param {import('./accounts.mjs').Account} account
 	 * @param {proto.IMessage} message
 	 * @param {() => ({ id: number, public: Buffer } | undefined)} takePreKey consumes one of the account's one-time prekeys
+	 * @param {{ bundle?: any, registrationId?: number }} [retry] `bundle` as extractE2ESessionFromRetryReceipt returns it
 	 * @returns {Promise<{ enc: 'pkmsg' | 'msg', body: Buffer }>}
 	 */
-	encryptTo(account, message, takePreKey) {
+	encryptTo(account, message, takePreKey, { bundle, registrationId } = {}) {
 		return this.#locked(async () => {
 			const address = addressOf(account)
-			if (!(await this.hasSessionWith(account))) {
-				const bundle = account.bundle
-				if (!bundle) throw new Error(`account ${account.phone} has not uploaded a prekey bundle`)
+			const record = await this.store.loadSession(address.toString())
+			const open = record?.haveOpenSession() ? record.getOpenSession() : undefined
+			const builder = new SessionBuilder(this.store, address)
+			if (bundle) {
+				await builder.initOutgoing(bundle)
+			} else if (!open || (registrationId !== undefined && open.registrationId !== registrationId)) {
+				const uploaded = account.bundle
+				if (!uploaded) throw new Error(`account ${account.phone} has not uploaded a prekey bundle`)
 				const preKey = takePreKey()
-				await new SessionBuilder(this.store, address).initOutgoing({
-					registrationId: bundle.registrationId,
-					identityKey: withKeyType(bundle.identity),
+				await builder.initOutgoing({
+					registrationId: uploaded.registrationId,
+					identityKey: withKeyType(uploaded.identity),
 					signedPreKey: {
-						keyId: bundle.signedPreKey.id,
-						publicKey: withKeyType(bundle.signedPreKey.public),
-						signature: bundle.signedPreKey.signature
+						keyId: uploaded.signedPreKey.id,
+						publicKey: withKeyType(uploaded.signedPreKey.public),
+						signature: uploaded.signedPreKey.signature
 					},
 					preKey: preKey && { keyId: preKey.id, publicKey: withKeyType(preKey.public) }
 				})
@@ -242,6 +284,20 @@ export class Contact {
 			else throw new Error(`unsupported enc type ${type}`)
 			return proto.Message.decode(unpadRandomMax16(plaintext))
 		})
+	}
+
+	/** Treat the next `times` messages from the account as undecryptable (tests of the retry path). */
+	failNextFrom(/** @type {string} */ account, times = 1) {
+		this.#failNext.set(account, (this.#failNext.get(account) ?? 0) + times)
+	}
+
+	/** Consume one forced failure for the account, if any. @param {string} account */
+	takeForcedFailure(account) {
+		const left = this.#failNext.get(account)
+		if (!left) return false
+		if (left > 1) this.#failNext.set(account, left - 1)
+		else this.#failNext.delete(account)
+		return true
 	}
 
 	/** Drop the session with an account's device (the device was removed or re-paired). */

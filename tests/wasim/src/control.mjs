@@ -87,6 +87,13 @@ function accountOr404(sim, phone) {
 	return account
 }
 
+/** @param {Simulator} sim @param {string} user phone or LID */
+function contactOr404(sim, user) {
+	const contact = sim.state.contactByUser(user)
+	if (!contact) throw notFound(`no contact ${user}`)
+	return contact
+}
+
 /** The phone number, LID and device of a pairing request. */
 function pairingFields(/** @type {Record<string, any>} */ body) {
 	return {
@@ -144,6 +151,14 @@ const ROUTES = {
 			return {
 				pending: [...held].map(m => ({ from: m.from, id: m.id, enc: m.enc, sent_at: m.sentAt, deliveries: m.deliveries, retries: m.retries }))
 			}
+		}
+	},
+	'/contacts/fail-next-decrypt': {
+		POST: ({ sim, body }) => {
+			const contact = contactOr404(sim, requireUser(body, 'contact'))
+			const account = accountOr404(sim, requireUser(body, 'account'))
+			contact.failNextFrom(account.phone, optionalInt(body, 'times', 1, 100) ?? 1)
+			return {}
 		}
 	},
 	'/lid-mapping': {
@@ -222,9 +237,7 @@ function parseSend(body) {
  * @param {ReturnType<typeof parseSend>} parsed
  */
 function lookUpSend(sim, { fromUser, toUser, ...options }) {
-	const contact = sim.state.contactByUser(fromUser)
-	if (!contact) throw notFound(`no contact ${fromUser}`)
-	return { contact, account: accountOr404(sim, toUser), ...options }
+	return { contact: contactOr404(sim, fromUser), account: accountOr404(sim, toUser), ...options }
 }
 
 /** Prefix a validation error with the index of the batch item that caused it. */

@@ -1,11 +1,13 @@
 // 1:1 text messages in both directions between simulated contacts and the accounts' Baileys clients:
 // contact -> Baileys (encrypted <message>, live or queued, held by the server until the device receipts it and
 // delivered again at its next login otherwise) and Baileys -> contact (decrypt each <to>/<enc>, ack it, answer
-// with the contact's delivery receipt), plus the receipts and message acks Baileys sends.
+// with the contact's delivery receipt, or a retry receipt when it cannot decrypt), plus the receipts and message
+// acks Baileys sends.
 import { getBinaryNodeChild, getBinaryNodeChildren } from 'baileys'
 import { SimError, notConnected } from './errors.mjs'
 import { randomBytes } from 'node:crypto'
 import { decodeJid, newMessageId, unixNow, contentBytes, pnJid } from './wire.mjs'
+import { askForRetry, resendOnRetry, retrySucceeded } from './retries.mjs'
 import { takePreKeyOf } from './accounts.mjs'
 
 /** How long a send waits for a just-logged-in account to upload its prekeys. */
@@ -126,7 +128,6 @@ export async function handleOutgoingMessage(sim, conn, node) {
 
 	const report = (/** @type {string} */ to, /** @type {string} */ error) =>
 		sim.emit('message.undecryptable', { account: account.phone, to, id, error })
-	let delivered = false
 	for (const { jid, encs } of targets) {
 		const target = decodeJid(jid)
 		// Fan-out to the account's own devices (there are none besides the sender): nothing to do.
@@ -136,32 +137,39 @@ export async function handleOutgoingMessage(sim, conn, node) {
 			report(jid, 'no simulated contact device at that jid')
 			continue
 		}
+		let delivered = false
+		let error = ''
 		for (const enc of encs) {
 			const body = contentBytes(enc)
 			try {
 				if (!body) throw new Error('empty <enc>')
+				if (contact.takeForcedFailure(account.phone)) throw new Error('decryption failure forced by /contacts/fail-next-decrypt')
 				const message = await contact.decryptFrom(account, enc.attrs.type, body)
 				const text = message.conversation || message.extendedTextMessage?.text || null
-				sim.emit('message.outgoing', { account: account.phone, to: contact.phone, stanza_to: stanzaTo, id, enc: enc.attrs.type, text, message: message.toJSON() })
+				const retry = retrySucceeded(contact, account.phone, id)
+				sim.emit('message.outgoing', { account: account.phone, to: contact.phone, stanza_to: stanzaTo, id, enc: enc.attrs.type, text, message: message.toJSON(), retry })
 				delivered = true
 			} catch (err) {
-				report(contact.phone, err instanceof Error ? err.message : String(err))
+				error = err instanceof Error ? err.message : String(err)
 			}
 		}
+		// The contact's phone confirms delivery (Baileys turns this into a messages.update status), or asks for
+		// the message again, as a phone does when it cannot decrypt it.
+		if (delivered) conn.send({ tag: 'receipt', attrs: { from: stanzaTo, id, t: unixNow() } })
+		else if (error) askForRetry(sim, conn, { account, contact, node, error })
 	}
 	if (!targets.length) report(stanzaTo, 'message has no recipients')
-	// The contact's phone confirms delivery; Baileys turns this into a messages.update status.
-	if (delivered) conn.send({ tag: 'receipt', attrs: { from: stanzaTo, id, t: unixNow() } })
 }
 
 /**
  * A <receipt> Baileys sent (delivery, read, retry…): record it and ack it like the server does. Any receipt but a
- * retry settles the contact's messages it names (the server stops holding them).
+ * retry settles the contact's messages it names (the server stops holding them); a retry receipt makes the contact
+ * send the message again.
  * @param {import('./server.mjs').Simulator} sim
  * @param {import('./server.mjs').Connection} conn
  * @param {import('baileys').BinaryNode} node
  */
-export function handleReceipt(sim, conn, node) {
+export async function handleReceipt(sim, conn, node) {
 	const { id, to, type } = node.attrs
 	const list = getBinaryNodeChild(node, 'list')
 	const ids = [id, ...getBinaryNodeChildren(list, 'item').map(item => item.attrs.id)].filter(Boolean)
@@ -169,7 +177,8 @@ export function handleReceipt(sim, conn, node) {
 	conn.noteHandled(ids)
 	conn.send({ tag: 'ack', attrs: { class: 'receipt', id, from: to, ...(type ? { type } : {}) } })
 	const contact = conn.account ? sim.state.contactByUser(decodeJid(to)?.user) : undefined
-	if (!contact || type === 'retry') return
+	if (!contact) return
+	if (type === 'retry') return resendOnRetry(sim, conn, node, contact)
 	for (const messageId of ids) settle(sim, /** @type {string} */ (conn.account), contact.phone, messageId, type ?? 'delivery')
 }
 

@@ -307,7 +307,7 @@ export class Simulator {
 				return
 			case 'receipt':
 				this.#count('stanzas', `<receipt${node.attrs.type ? ' type=' + node.attrs.type : ''}>`)
-				handleReceipt(this, conn, node)
+				await handleReceipt(this, conn, node)
 				return
 			case 'ack':
 				this.#count('stanzas', '<ack>')

@@ -40,6 +40,9 @@ const keyStore = {
 	}
 }
 
+/** What this client sent, by message id: served to Baileys' getMessage (its retry re-sends), as the bridge does. */
+const sent = new Map()
+
 /** @type {ReturnType<typeof makeWASocket> | undefined} */
 let sock
 
@@ -47,8 +50,20 @@ const post = (/** @type {string} */ name, /** @type {unknown} */ data) => proces
 
 /** @type {Record<string, (args: any) => unknown>} */
 const commands = {
-	connect({ url }) {
-		const s = makeWASocket({ waWebSocketUrl: url, auth: { creds: auth.creds, keys: keyStore }, logger: silent, markOnlineOnConnect: false })
+	/** @param {{ url: string, recentCache?: boolean }} args recentCache: false makes retries go through getMessage */
+	connect({ url, recentCache = true }) {
+		const s = makeWASocket({
+			waWebSocketUrl: url,
+			auth: { creds: auth.creds, keys: keyStore },
+			logger: silent,
+			markOnlineOnConnect: false,
+			enableRecentMessageCache: recentCache,
+			getMessage: async key => {
+				const message = key.id ? sent.get(key.id) : undefined
+				post('getMessage', { id: key.id, found: !!message })
+				return message
+			}
+		})
 		sock = s
 		s.ev.on('creds.update', update => Object.assign(auth.creds, update))
 		s.ev.on('connection.update', update => {
@@ -86,7 +101,19 @@ const commands = {
 	me: () => auth.creds.me ?? null,
 	async send({ jid, text }) {
 		const msg = await sock?.sendMessage(jid, { text })
+		if (msg?.key.id && msg.message) sent.set(msg.key.id, msg.message)
 		return msg?.key ?? null
+	},
+	/** Forget every Signal session, as a client whose session store was lost. */
+	dropSessions() {
+		const n = Object.keys(auth.keys.session ?? {}).length
+		delete auth.keys.session
+		return n
+	},
+	/** A new registration id, as a reinstalled app has (its next retry receipts carry it). */
+	setRegistrationId({ id }) {
+		auth.creds.registrationId = id
+		return true
 	},
 	stallKeyWrites() {
 		stallWrites = true

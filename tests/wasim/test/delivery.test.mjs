@@ -110,11 +110,16 @@ test('a redelivered message whose keys Baileys already used is NACKed, not upser
 	await fx.client.waitFor('messages.upsert', m => m.key.id === next.id)
 })
 
-test('pending validates its input', async () => {
+test('pending and fail-next-decrypt validate their input', async () => {
 	/** @param {{ status: number, body: any }} res @param {number} status */
 	const is = (res, status) => assert.equal(res.status, status, JSON.stringify(res.body))
 	is(await fx.wasim.request('GET', '/messages/pending'), 400)
 	is(await fx.wasim.request('GET', '/messages/pending?account=abc'), 400)
 	is(await fx.wasim.request('GET', '/messages/pending?account=15550009999'), 404)
 	is(await fx.wasim.request('POST', '/messages/pending', {}), 405)
+	is(await fx.wasim.request('POST', '/contacts/fail-next-decrypt', { account: ACCOUNT.phone }), 400)
+	is(await fx.wasim.request('POST', '/contacts/fail-next-decrypt', { contact: ALICE.phone, account: ACCOUNT.phone, times: 0 }), 400)
+	is(await fx.wasim.request('POST', '/contacts/fail-next-decrypt', { contact: '15550009999', account: ACCOUNT.phone }), 404)
+	is(await fx.wasim.request('POST', '/contacts/fail-next-decrypt', { contact: ALICE.phone, account: '15550009999' }), 404)
+	is(await fx.wasim.request('GET', '/contacts/fail-next-decrypt'), 405)
 })

@@ -1,5 +1,5 @@
-// The server's held messages in process, for what rc14 never sends on its own (positive message acks) and for
-// their persistence in the state file.
+// The server's held messages in process, for what rc14 never sends on its own (positive message acks, retry
+// receipts past the limit or for messages not held) and for their persistence in the state file.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtemp, rm, readFile, writeFile } from 'node:fs/promises'
@@ -77,6 +77,37 @@ test('one receipt settles every id in its list; receipts from or for others sett
 		hold(sim, 'R5')
 		hold(sim, 'R3', { text: 'again' })
 		assert.deepEqual(heldIds(sim), ['R5', 'R3'])
+	} finally {
+		await sim.close()
+	}
+})
+
+test('retry receipts past the limit of 5, or for a message not held, are refused', async () => {
+	const { sim, conn, sent } = await setUp()
+	try {
+		hold(sim, 'X1')
+		hold(sim, 'X2', { retries: 5 })
+		const retry = (/** @type {string} */ id, /** @type {number} */ count) =>
+			handleReceipt(sim, conn, {
+				tag: 'receipt',
+				attrs: { id, to: `${ALICE.phone}@s.whatsapp.net`, type: 'retry' },
+				content: [{ tag: 'retry', attrs: { count: String(count), id, v: '1' } }]
+			})
+		await retry('X1', 6)
+		await retry('X2', 1)
+		await retry('NOPE', 1)
+		// X1 with count 1 is answered, but this account never uploaded a bundle to start a session from.
+		await retry('X1', 1)
+		assert.deepEqual(typesOf(sim, 'message.retry_refused'), [
+			{ account: ACCOUNT, from: ALICE.phone, id: 'X1', count: 6, reason: 'limit' },
+			{ account: ACCOUNT, from: ALICE.phone, id: 'X2', count: 1, reason: 'limit' },
+			{ account: ACCOUNT, from: ALICE.phone, id: 'NOPE', count: 1, reason: 'not_held' },
+			{ account: ACCOUNT, from: ALICE.phone, id: 'X1', count: 1, reason: 'error', error: `account ${ACCOUNT} has not uploaded a prekey bundle` }
+		])
+		assert.deepEqual(typesOf(sim, 'message.retry_resent'), [])
+		// Only the server's acks of the receipts went out, no message; a retry receipt never settles.
+		assert.deepEqual(sent.map(n => n.tag), ['ack', 'ack', 'ack', 'ack'])
+		assert.deepEqual(heldIds(sim), ['X1', 'X2'])
 	} finally {
 		await sim.close()
 	}
