@@ -8,6 +8,11 @@ import { pnJid, lidJid, pooledRandom } from './wire.mjs'
 const { keyhelper, SessionBuilder, SessionCipher, ProtocolAddress, SessionRecord } = libsignal
 
 const SIGNED_PREKEY_ID = 1
+/**
+ * How many received message ids a contact remembers (per contact, all accounts together) to drop duplicates, as a
+ * phone's message store does. Older ids are forgotten first, so memory stays bounded under load.
+ */
+export const MAX_RECEIVED = 10_000
 
 /** Wire keys are 32 bytes; libsignal wants them with the 0x05 type prefix. */
 export const withKeyType = (/** @type {Uint8Array} */ key) =>
@@ -43,6 +48,11 @@ export class Contact {
 	 * @type {Map<string, any>}
 	 */
 	#live = new Map()
+	/**
+	 * What this phone received from the accounts, by `${account} ${id}`, oldest first (not persisted).
+	 * @type {Map<string, { account: string, id: string, text: string | null, at: number, count: number }>}
+	 */
+	#received = new Map()
 	/** @type {Map<string, number>} account phone -> how many of its next messages to treat as undecryptable */
 	#failNext = new Map()
 	/**
@@ -284,6 +294,27 @@ export class Contact {
 			else throw new Error(`unsupported enc type ${type}`)
 			return proto.Message.decode(unpadRandomMax16(plaintext))
 		})
+	}
+
+	/**
+	 * Record a message that arrived (decrypted) from an account. A phone keeps one message per id: a second arrival
+	 * of the same id is a duplicate, counted and dropped.
+	 * @param {string} account phone @param {string} id @param {string | null} text
+	 * @returns {number} how many times this id has now arrived (1 = new)
+	 */
+	noteReceived(account, id, text) {
+		const key = `${account} ${id}`
+		const seen = this.#received.get(key)
+		if (seen) return ++seen.count
+		this.#received.set(key, { account, id, text, at: Date.now(), count: 1 })
+		if (this.#received.size > MAX_RECEIVED) this.#received.delete(/** @type {string} */ (this.#received.keys().next().value))
+		return 1
+	}
+
+	/** @param {string} [account] only messages from this account @returns {{ account: string, id: string, text: string | null, at: number, count: number }[]} */
+	received(account) {
+		const all = [...this.#received.values()]
+		return account ? all.filter(m => m.account === account) : all
 	}
 
 	/** Treat the next `times` messages from the account as undecryptable (tests of the retry path). */

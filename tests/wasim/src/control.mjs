@@ -211,6 +211,31 @@ const ROUTES = {
 }
 
 /**
+ * Routes with a path parameter: [pattern, method -> handler(ctx, parameter)].
+ * @type {[RegExp, Record<string, (ctx: Ctx, param: string) => unknown>][]}
+ */
+const PARAM_ROUTES = [
+	[
+		/^\/contacts\/([^/]+)\/received$/,
+		{
+			// What the contact's phone received from the accounts: one entry per message id, `count` = arrivals.
+			GET: ({ sim, query }, phone) => {
+				let user
+				try {
+					user = decodeURIComponent(phone)
+				} catch {
+					throw badRequest('phone in the path is not valid percent-encoding')
+				}
+				const contact = contactOr404(sim, requireUser({ phone: user }, 'phone'))
+				const accountUser = query.get('account')
+				const account = accountUser ? accountOr404(sim, requireUser({ account: accountUser }, 'account')).phone : undefined
+				return { messages: contact.received(account) }
+			}
+		}
+	]
+]
+
+/**
  * Validate a /messages/send body (no look-ups), so bad input is always a 400.
  * @param {Record<string, any>} body
  */
@@ -363,6 +388,19 @@ function reply(res, status, payload) {
 }
 
 /**
+ * @param {string} path
+ * @returns {{ methods: Record<string, (ctx: Ctx, param: string) => unknown>, param: string } | undefined}
+ */
+function findRoute(path) {
+	if (Object.hasOwn(ROUTES, path)) return { methods: ROUTES[path], param: '' }
+	for (const [pattern, methods] of PARAM_ROUTES) {
+		const m = pattern.exec(path)
+		if (m) return { methods, param: m[1] }
+	}
+	return undefined
+}
+
+/**
  * @param {Simulator} sim
  * @param {http.IncomingMessage} req
  * @param {http.ServerResponse} res
@@ -373,12 +411,12 @@ async function handle(sim, req, res) {
 	try {
 		const url = new URL(req.url ?? '/', 'http://wasim')
 		const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname
-		const route = Object.hasOwn(ROUTES, path) ? ROUTES[path] : undefined
+		const route = findRoute(path)
 		if (!route) throw notFound(`no such endpoint: ${req.method} ${url.pathname}`)
-		const handler = Object.hasOwn(route, req.method ?? '') ? route[/** @type {string} */ (req.method)] : undefined
+		const handler = Object.hasOwn(route.methods, req.method ?? '') ? route.methods[/** @type {string} */ (req.method)] : undefined
 		if (!handler) throw new SimError(405, 'method_not_allowed', `${req.method} is not allowed on ${path}`)
 		const body = req.method === 'POST' ? await readJson(req, path === '/messages/send-batch' ? MAX_BATCH_BODY_BYTES : MAX_BODY_BYTES) : {}
-		const result = await handler({ sim, body, query: url.searchParams, signal: abort.signal })
+		const result = await handler({ sim, body, query: url.searchParams, signal: abort.signal }, route.param)
 		reply(res, 200, result ?? {})
 	} catch (err) {
 		if (err instanceof SimError) {

@@ -1,8 +1,8 @@
 // 1:1 text messages in both directions between simulated contacts and the accounts' Baileys clients:
 // contact -> Baileys (encrypted <message>, live or queued, held by the server until the device receipts it and
-// delivered again at its next login otherwise) and Baileys -> contact (decrypt each <to>/<enc>, ack it, answer
-// with the contact's delivery receipt, or a retry receipt when it cannot decrypt), plus the receipts and message
-// acks Baileys sends.
+// delivered again at its next login otherwise) and Baileys -> contact (decrypt each <to>/<enc>, ack it, drop ids
+// the contact already has, answer with the contact's delivery receipt, or a retry receipt when it cannot decrypt),
+// plus the receipts and message acks Baileys sends.
 import { getBinaryNodeChild, getBinaryNodeChildren } from 'baileys'
 import { SimError, notConnected } from './errors.mjs'
 import { randomBytes } from 'node:crypto'
@@ -147,7 +147,14 @@ export async function handleOutgoingMessage(sim, conn, node) {
 				const message = await contact.decryptFrom(account, enc.attrs.type, body)
 				const text = message.conversation || message.extendedTextMessage?.text || null
 				const retry = retrySucceeded(contact, account.phone, id)
-				sim.emit('message.outgoing', { account: account.phone, to: contact.phone, stanza_to: stanzaTo, id, enc: enc.attrs.type, text, message: message.toJSON(), retry })
+				const count = contact.noteReceived(account.phone, id, text)
+				if (count === 1) {
+					sim.emit('message.outgoing', { account: account.phone, to: contact.phone, stanza_to: stanzaTo, id, enc: enc.attrs.type, text, message: message.toJSON(), retry })
+				} else {
+					// A phone keeps one message per id: a second copy is confirmed (receipt below) but not shown again.
+					sim.stats.duplicates++
+					sim.emit('message.duplicate', { account: account.phone, to: contact.phone, id, count })
+				}
 				delivered = true
 			} catch (err) {
 				error = err instanceof Error ? err.message : String(err)

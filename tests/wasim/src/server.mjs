@@ -19,6 +19,15 @@ const CLOSE_GRACE_MS = 100
 /** After a close handshake this long, give up on the peer and terminate. */
 const CLOSE_TIMEOUT_MS = 1000
 
+function newStats() {
+	return {
+		iqs: /** @type {Record<string, number>} */ ({}),
+		unknown_iqs: /** @type {Record<string, number>} */ ({}),
+		stanzas: /** @type {Record<string, number>} */ ({}),
+		duplicates: 0
+	}
+}
+
 /**
  * One client socket. Frames are processed strictly in order (the Noise counters demand it); a failure
  * while handling one closes this connection only.
@@ -215,8 +224,8 @@ export class Simulator {
 	privacyTokensSent = new Set()
 	/** @type {Map<string, Set<Connection>>} account phone -> its connections, in the order they took the account */
 	#byAccount = new Map()
-	/** counters for GET /stats */
-	stats = { iqs: /** @type {Record<string, number>} */ ({}), unknown_iqs: /** @type {Record<string, number>} */ ({}), stanzas: /** @type {Record<string, number>} */ ({}) }
+	/** counters for GET /stats; `duplicates`: messages Baileys sent a contact with an id it already had */
+	stats = newStats()
 	#nextConnId = 1
 	/** @type {WebSocketServer | undefined} */
 	#wss
@@ -384,7 +393,7 @@ export class Simulator {
 		this.state.reset()
 		this.privacyTokensSent.clear()
 		this.events.clear()
-		this.stats = { iqs: {}, unknown_iqs: {}, stanzas: {} }
+		this.stats = newStats()
 	}
 
 	/** Stop listening, drop all connections and write the state file. */

@@ -99,8 +99,8 @@ const commands = {
 	},
 	user: () => sock?.user ?? null,
 	me: () => auth.creds.me ?? null,
-	async send({ jid, text }) {
-		const msg = await sock?.sendMessage(jid, { text })
+	async send({ jid, text, id }) {
+		const msg = await sock?.sendMessage(jid, { text }, id ? { messageId: id } : {})
 		if (msg?.key.id && msg.message) sent.set(msg.key.id, msg.message)
 		return msg?.key ?? null
 	},

@@ -1,5 +1,6 @@
 // Delivery guarantees as WhatsApp gives them: the server holds a contact's message until the account's device
-// receipts it and delivers it again, byte for byte, at the device's next login.
+// receipts it and delivers it again, byte for byte, at the device's next login; a contact's phone drops a second
+// message with an id it already has.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Client, pairedFixture } from '../test-support/harness.mjs'
@@ -110,13 +111,50 @@ test('a redelivered message whose keys Baileys already used is NACKed, not upser
 	await fx.client.waitFor('messages.upsert', m => m.key.id === next.id)
 })
 
-test('pending and fail-next-decrypt validate their input', async () => {
+test('a message id a contact already has is a duplicate: counted, receipted, not reported as a new message', async () => {
+	const seq = await fx.wasim.lastSeq()
+	const id = '3EB0D0B1E0000000000001'
+	const mark = fx.client.mark()
+	for (let i = 0; i < 3; i++) await fx.client.call('send', { jid: `${BOB.phone}@s.whatsapp.net`, text: `same id ${i}`, id })
+	const dups = []
+	for (let i = 0; i < 2; i++) dups.push(await fx.wasim.waitEvent('message.duplicate', { id }, dups.at(-1)?.seq ?? seq))
+	assert.deepEqual(dups.map(e => e.data), [
+		{ account: ACCOUNT.phone, to: BOB.phone, id, count: 2 },
+		{ account: ACCOUNT.phone, to: BOB.phone, id, count: 3 }
+	])
+	const outgoing = (await fx.wasim.get(`/events?type=message.outgoing&after=${seq}`)).events
+	assert.deepEqual(outgoing.map((/** @type {any} */ e) => [e.data.id, e.data.text, e.data.retry]), [[id, 'same id 0', false]])
+	const { messages } = await fx.wasim.get(`/contacts/${BOB.phone}/received?account=${ACCOUNT.phone}`)
+	const entry = messages.find((/** @type {any} */ m) => m.id === id)
+	assert.equal(entry.count, 3)
+	assert.equal(entry.text, 'same id 0')
+	assert.equal(entry.account, ACCOUNT.phone)
+	assert.equal(typeof entry.at, 'number')
+	assert.equal((await fx.wasim.get('/stats')).duplicates, 2)
+	// The contact confirms what it already has too: Baileys sees the message delivered (a messages.update, or the
+	// status folded into its own 'append' upsert while that is still buffered).
+	await fx.client.waitFor(
+		['messages.update', 'messages.upsert'],
+		(data, name) => (name === 'messages.update' ? data.some((/** @type {any} */ u) => u.key.id === id && u.status >= 3) : data.key.id === id && data.status >= 3),
+		{ from: mark }
+	)
+	// By LID too, and per contact: another contact may get the same id as a new message.
+	await fx.client.call('send', { jid: `${ALICE.lid}@lid`, text: 'same id to alice', id })
+	await fx.wasim.waitEvent('message.outgoing', { id, to: ALICE.phone }, seq)
+	assert.equal((await fx.wasim.get(`/contacts/${ALICE.lid}/received`)).messages.find((/** @type {any} */ m) => m.id === id).count, 1)
+})
+
+test('pending, received and fail-next-decrypt validate their input', async () => {
 	/** @param {{ status: number, body: any }} res @param {number} status */
 	const is = (res, status) => assert.equal(res.status, status, JSON.stringify(res.body))
 	is(await fx.wasim.request('GET', '/messages/pending'), 400)
 	is(await fx.wasim.request('GET', '/messages/pending?account=abc'), 400)
 	is(await fx.wasim.request('GET', '/messages/pending?account=15550009999'), 404)
 	is(await fx.wasim.request('POST', '/messages/pending', {}), 405)
+	is(await fx.wasim.request('GET', '/contacts/15550009999/received'), 404)
+	is(await fx.wasim.request('GET', '/contacts/abc/received'), 400)
+	is(await fx.wasim.request('GET', '/contacts/%E0/received'), 400)
+	is(await fx.wasim.request('GET', `/contacts/${ALICE.phone}/received?account=15550009999`), 404)
 	is(await fx.wasim.request('POST', '/contacts/fail-next-decrypt', { account: ACCOUNT.phone }), 400)
 	is(await fx.wasim.request('POST', '/contacts/fail-next-decrypt', { contact: ALICE.phone, account: ACCOUNT.phone, times: 0 }), 400)
 	is(await fx.wasim.request('POST', '/contacts/fail-next-decrypt', { contact: '15550009999', account: ACCOUNT.phone }), 404)
