@@ -19,6 +19,7 @@ const CLOSE_GRACE_MS = 100
 /** After a close handshake this long, give up on the peer and terminate. */
 const CLOSE_TIMEOUT_MS = 1000
 
+/** The counters of GET /stats, zeroed. */
 function newStats() {
 	return {
 		iqs: /** @type {Record<string, number>} */ ({}),
@@ -323,7 +324,7 @@ export class Simulator {
 				if (node.attrs.class === 'message') handleMessageAck(this, conn, node)
 				return
 			default:
-				// acks, presence, <ib><unified_session>, chatstate…: nothing to answer, just count them
+				// presence, <ib><unified_session>, chatstate…: nothing to answer, just count them
 				this.#count('stanzas', `<${node.tag}>${first ? `<${first.tag}>` : ''}`)
 		}
 	}
