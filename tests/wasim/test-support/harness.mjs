@@ -120,11 +120,24 @@ export class Client {
 		})
 	}
 
-	/** @param {string} cmd @param {unknown} [args] */
-	call(cmd, args) {
+	/**
+	 * Run a command in the client process. A command that never answers (a hung client, a dead process) fails after
+	 * timeout ms, so a broken test fails instead of hanging the suite.
+	 * @param {string} cmd @param {unknown} [args] @param {number} [timeout]
+	 */
+	call(cmd, args, timeout = 30_000) {
 		const id = this.#nextId++
 		return new Promise((resolve, reject) => {
-			this.#pending.set(id, { resolve, reject })
+			if (!this.proc.connected) return reject(new Error(`client command ${cmd}: the client process is gone`))
+			const timer = setTimeout(() => {
+				this.#pending.delete(id)
+				reject(new Error(`client command ${cmd} did not answer within ${timeout} ms`))
+			}, timeout)
+			const settle = (/** @type {(v: any) => void} */ fn) => (/** @type {any} */ v) => {
+				clearTimeout(timer)
+				fn(v)
+			}
+			this.#pending.set(id, { resolve: settle(resolve), reject: settle(reject) })
 			this.proc.send({ id, cmd, args })
 		})
 	}
