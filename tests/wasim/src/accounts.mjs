@@ -41,6 +41,17 @@ export function createAccount({ phone, lid, device, name, companionIdentity }) {
 	}
 }
 
+/**
+ * The `takePreKey` of Contact.encryptTo: hands out one of the account's uploaded one-time prekeys.
+ * @param {{ state: { changed: () => void } }} sim
+ * @param {Account} account
+ */
+export const takePreKeyOf = (sim, account) => () => {
+	const preKey = account.preKeys.shift()
+	sim.state.changed()
+	return preKey
+}
+
 /** @param {Account} account @param {boolean} connected */
 export function accountView(account, connected) {
 	return {

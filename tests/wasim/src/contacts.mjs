@@ -8,6 +8,11 @@ import { pnJid, lidJid, pooledRandom } from './wire.mjs'
 const { keyhelper, SessionBuilder, SessionCipher, ProtocolAddress, SessionRecord } = libsignal
 
 const SIGNED_PREKEY_ID = 1
+/**
+ * How many received message ids a contact remembers (per contact, all accounts together) to drop duplicates, as a
+ * phone's message store does. Older ids are forgotten first, so memory stays bounded under load.
+ */
+export const MAX_RECEIVED = 10_000
 
 /** Wire keys are 32 bytes; libsignal wants them with the 0x05 type prefix. */
 export const withKeyType = (/** @type {Uint8Array} */ key) =>
@@ -43,6 +48,18 @@ export class Contact {
 	 * @type {Map<string, any>}
 	 */
 	#live = new Map()
+	/**
+	 * What this phone received from the accounts, by `${account} ${id}`, oldest first (not persisted).
+	 * @type {Map<string, { account: string, id: string, text: string | null, at: number, count: number }>}
+	 */
+	#received = new Map()
+	/** @type {Map<string, number>} account phone -> how many of its next messages to treat as undecryptable */
+	#failNext = new Map()
+	/**
+	 * Retry receipts this phone sent for messages it could not decrypt, by `${account} ${id}` (see retries.mjs).
+	 * @type {Map<string, { count: number, timer?: NodeJS.Timeout }>}
+	 */
+	retryAsks = new Map()
 
 	/**
 	 * @param {object} fields
@@ -157,66 +174,101 @@ export class Contact {
 	 * @returns {import('baileys').BinaryNode}
 	 */
 	bundleNode(jid) {
+		return {
+			tag: 'user',
+			attrs: { jid },
+			content: [
+				this.registrationNode(),
+				{ tag: 'type', attrs: {}, content: KEY_BUNDLE_TYPE },
+				{ tag: 'identity', attrs: {}, content: withoutKeyType(this.identity.pubKey) },
+				this.#signedPreKeyNode(),
+				this.#freshPreKeyNode()
+			]
+		}
+	}
+
+	/**
+	 * The `<keys>` a phone puts in a retry receipt so the sender can start a new session without a prekey fetch
+	 * (a fresh one-time prekey, kept like bundleNode's).
+	 * @returns {import('baileys').BinaryNode}
+	 */
+	retryKeysNode() {
+		return {
+			tag: 'keys',
+			attrs: {},
+			content: [
+				{ tag: 'type', attrs: {}, content: KEY_BUNDLE_TYPE },
+				{ tag: 'identity', attrs: {}, content: withoutKeyType(this.identity.pubKey) },
+				this.#freshPreKeyNode(),
+				this.#signedPreKeyNode()
+			]
+		}
+	}
+
+	/** `<registration>`: the registration id as 4 bytes. @returns {import('baileys').BinaryNode} */
+	registrationNode() {
+		return { tag: 'registration', attrs: {}, content: encodeBigEndian(this.registrationId, 4) }
+	}
+
+	/** @returns {import('baileys').BinaryNode} */
+	#signedPreKeyNode() {
+		return {
+			tag: 'skey',
+			attrs: {},
+			content: [
+				{ tag: 'id', attrs: {}, content: encodeBigEndian(this.signedPreKey.keyId, 3) },
+				{ tag: 'value', attrs: {}, content: withoutKeyType(this.signedPreKey.keyPair.pubKey) },
+				{ tag: 'signature', attrs: {}, content: Buffer.from(this.signedPreKey.signature) }
+			]
+		}
+	}
+
+	/** A new one-time prekey whose private half is kept. @returns {import('baileys').BinaryNode} */
+	#freshPreKeyNode() {
 		const id = this.nextPreKeyId++
 		const preKey = keyhelper.generatePreKey(id)
 		this.preKeys.set(id, preKey.keyPair)
 		this.onChange()
 		return {
-			tag: 'user',
-			attrs: { jid },
+			tag: 'key',
+			attrs: {},
 			content: [
-				{ tag: 'registration', attrs: {}, content: encodeBigEndian(this.registrationId, 4) },
-				{ tag: 'type', attrs: {}, content: KEY_BUNDLE_TYPE },
-				{ tag: 'identity', attrs: {}, content: withoutKeyType(this.identity.pubKey) },
-				{
-					tag: 'skey',
-					attrs: {},
-					content: [
-						{ tag: 'id', attrs: {}, content: encodeBigEndian(this.signedPreKey.keyId, 3) },
-						{ tag: 'value', attrs: {}, content: withoutKeyType(this.signedPreKey.keyPair.pubKey) },
-						{ tag: 'signature', attrs: {}, content: Buffer.from(this.signedPreKey.signature) }
-					]
-				},
-				{
-					tag: 'key',
-					attrs: {},
-					content: [
-						{ tag: 'id', attrs: {}, content: encodeBigEndian(id, 3) },
-						{ tag: 'value', attrs: {}, content: withoutKeyType(preKey.keyPair.pubKey) }
-					]
-				}
+				{ tag: 'id', attrs: {}, content: encodeBigEndian(id, 3) },
+				{ tag: 'value', attrs: {}, content: withoutKeyType(preKey.keyPair.pubKey) }
 			]
 		}
 	}
 
-	/** Whether this contact already has an open session with the account's device. */
-	async hasSessionWith(/** @type {{ phone: string, device: number }} */ account) {
-		const record = await this.store.loadSession(addressOf(account).toString())
-		return !!record?.haveOpenSession()
-	}
-
 	/**
 	 * Encrypt a proto.Message to the account's device, starting a session from the account's uploaded
-	 * bundle if there is none.
+	 * bundle if there is none. For a retry receipt: `bundle` (its `<keys>`) starts a new session from those keys;
+	 * a `registrationId` other than the session's means the device was reinstalled, so a new session is started
+	 * from the uploaded bundle, as a phone does after fetching the device's prekeys again.
 	 * @param {import('./accounts.mjs').Account} account
 	 * @param {proto.IMessage} message
 	 * @param {() => ({ id: number, public: Buffer } | undefined)} takePreKey consumes one of the account's one-time prekeys
+	 * @param {{ bundle?: any, registrationId?: number }} [retry] `bundle` as extractE2ESessionFromRetryReceipt returns it
 	 * @returns {Promise<{ enc: 'pkmsg' | 'msg', body: Buffer }>}
 	 */
-	encryptTo(account, message, takePreKey) {
+	encryptTo(account, message, takePreKey, { bundle, registrationId } = {}) {
 		return this.#locked(async () => {
 			const address = addressOf(account)
-			if (!(await this.hasSessionWith(account))) {
-				const bundle = account.bundle
-				if (!bundle) throw new Error(`account ${account.phone} has not uploaded a prekey bundle`)
+			const record = await this.store.loadSession(address.toString())
+			const open = record?.haveOpenSession() ? record.getOpenSession() : undefined
+			const builder = new SessionBuilder(this.store, address)
+			if (bundle) {
+				await builder.initOutgoing(bundle)
+			} else if (!open || (registrationId !== undefined && open.registrationId !== registrationId)) {
+				const uploaded = account.bundle
+				if (!uploaded) throw new Error(`account ${account.phone} has not uploaded a prekey bundle`)
 				const preKey = takePreKey()
-				await new SessionBuilder(this.store, address).initOutgoing({
-					registrationId: bundle.registrationId,
-					identityKey: withKeyType(bundle.identity),
+				await builder.initOutgoing({
+					registrationId: uploaded.registrationId,
+					identityKey: withKeyType(uploaded.identity),
 					signedPreKey: {
-						keyId: bundle.signedPreKey.id,
-						publicKey: withKeyType(bundle.signedPreKey.public),
-						signature: bundle.signedPreKey.signature
+						keyId: uploaded.signedPreKey.id,
+						publicKey: withKeyType(uploaded.signedPreKey.public),
+						signature: uploaded.signedPreKey.signature
 					},
 					preKey: preKey && { keyId: preKey.id, publicKey: withKeyType(preKey.public) }
 				})
@@ -242,6 +294,41 @@ export class Contact {
 			else throw new Error(`unsupported enc type ${type}`)
 			return proto.Message.decode(unpadRandomMax16(plaintext))
 		})
+	}
+
+	/**
+	 * Record a message that arrived (decrypted) from an account. A phone keeps one message per id: a second arrival
+	 * of the same id is a duplicate, counted and dropped.
+	 * @param {string} account phone @param {string} id @param {string | null} text
+	 * @returns {number} how many times this id has now arrived (1 = new)
+	 */
+	noteReceived(account, id, text) {
+		const key = `${account} ${id}`
+		const seen = this.#received.get(key)
+		if (seen) return ++seen.count
+		this.#received.set(key, { account, id, text, at: Date.now(), count: 1 })
+		if (this.#received.size > MAX_RECEIVED) this.#received.delete(/** @type {string} */ (this.#received.keys().next().value))
+		return 1
+	}
+
+	/** @param {string} [account] only messages from this account @returns {{ account: string, id: string, text: string | null, at: number, count: number }[]} */
+	received(account) {
+		const all = [...this.#received.values()]
+		return account ? all.filter(m => m.account === account) : all
+	}
+
+	/** Treat the next `times` messages from the account as undecryptable (tests of the retry path). */
+	failNextFrom(/** @type {string} */ account, times = 1) {
+		this.#failNext.set(account, (this.#failNext.get(account) ?? 0) + times)
+	}
+
+	/** Consume one forced failure for the account, if any. @param {string} account */
+	takeForcedFailure(account) {
+		const left = this.#failNext.get(account)
+		if (!left) return false
+		if (left > 1) this.#failNext.set(account, left - 1)
+		else this.#failNext.delete(account)
+		return true
 	}
 
 	/** Drop the session with an account's device (the device was removed or re-paired). */

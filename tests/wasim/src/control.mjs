@@ -87,6 +87,13 @@ function accountOr404(sim, phone) {
 	return account
 }
 
+/** @param {Simulator} sim @param {string} user phone or LID */
+function contactOr404(sim, user) {
+	const contact = sim.state.contactByUser(user)
+	if (!contact) throw notFound(`no contact ${user}`)
+	return contact
+}
+
 /** The phone number, LID and device of a pairing request. */
 function pairingFields(/** @type {Record<string, any>} */ body) {
 	return {
@@ -137,6 +144,23 @@ const ROUTES = {
 		}
 	},
 	'/messages/send-batch': { POST: ({ sim, body }) => sendBatch(sim, body) },
+	'/messages/pending': {
+		GET: ({ sim, query }) => {
+			const user = requireUser({ account: query.get('account') || undefined }, 'account')
+			const held = sim.state.pending.get(accountOr404(sim, user).phone)?.values() ?? []
+			return {
+				pending: [...held].map(m => ({ from: m.from, id: m.id, enc: m.enc, sent_at: m.sentAt, deliveries: m.deliveries, retries: m.retries }))
+			}
+		}
+	},
+	'/contacts/fail-next-decrypt': {
+		POST: ({ sim, body }) => {
+			const contact = contactOr404(sim, requireUser(body, 'contact'))
+			const account = accountOr404(sim, requireUser(body, 'account'))
+			contact.failNextFrom(account.phone, optionalInt(body, 'times', 1, 100) ?? 1)
+			return {}
+		}
+	},
 	'/lid-mapping': {
 		POST: ({ sim, body }) => {
 			const to = requireUser(body, 'to')
@@ -187,6 +211,31 @@ const ROUTES = {
 }
 
 /**
+ * Routes with a path parameter: [pattern, method -> handler(ctx, parameter)].
+ * @type {[RegExp, Record<string, (ctx: Ctx, param: string) => unknown>][]}
+ */
+const PARAM_ROUTES = [
+	[
+		/^\/contacts\/([^/]+)\/received$/,
+		{
+			// What the contact's phone received from the accounts: one entry per message id, `count` = arrivals.
+			GET: ({ sim, query }, phone) => {
+				let user
+				try {
+					user = decodeURIComponent(phone)
+				} catch {
+					throw badRequest('phone in the path is not valid percent-encoding')
+				}
+				const contact = contactOr404(sim, requireUser({ phone: user }, 'phone'))
+				const accountUser = query.get('account')
+				const account = accountUser ? accountOr404(sim, requireUser({ account: accountUser }, 'account')).phone : undefined
+				return { messages: contact.received(account) }
+			}
+		}
+	]
+]
+
+/**
  * Validate a /messages/send body (no look-ups), so bad input is always a 400.
  * @param {Record<string, any>} body
  */
@@ -213,9 +262,7 @@ function parseSend(body) {
  * @param {ReturnType<typeof parseSend>} parsed
  */
 function lookUpSend(sim, { fromUser, toUser, ...options }) {
-	const contact = sim.state.contactByUser(fromUser)
-	if (!contact) throw notFound(`no contact ${fromUser}`)
-	return { contact, account: accountOr404(sim, toUser), ...options }
+	return { contact: contactOr404(sim, fromUser), account: accountOr404(sim, toUser), ...options }
 }
 
 /** Prefix a validation error with the index of the batch item that caused it. */
@@ -341,6 +388,19 @@ function reply(res, status, payload) {
 }
 
 /**
+ * @param {string} path
+ * @returns {{ methods: Record<string, (ctx: Ctx, param: string) => unknown>, param: string } | undefined}
+ */
+function findRoute(path) {
+	if (Object.hasOwn(ROUTES, path)) return { methods: ROUTES[path], param: '' }
+	for (const [pattern, methods] of PARAM_ROUTES) {
+		const m = pattern.exec(path)
+		if (m) return { methods, param: m[1] }
+	}
+	return undefined
+}
+
+/**
  * @param {Simulator} sim
  * @param {http.IncomingMessage} req
  * @param {http.ServerResponse} res
@@ -351,12 +411,12 @@ async function handle(sim, req, res) {
 	try {
 		const url = new URL(req.url ?? '/', 'http://wasim')
 		const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname
-		const route = Object.hasOwn(ROUTES, path) ? ROUTES[path] : undefined
+		const route = findRoute(path)
 		if (!route) throw notFound(`no such endpoint: ${req.method} ${url.pathname}`)
-		const handler = Object.hasOwn(route, req.method ?? '') ? route[/** @type {string} */ (req.method)] : undefined
+		const handler = Object.hasOwn(route.methods, req.method ?? '') ? route.methods[/** @type {string} */ (req.method)] : undefined
 		if (!handler) throw new SimError(405, 'method_not_allowed', `${req.method} is not allowed on ${path}`)
 		const body = req.method === 'POST' ? await readJson(req, path === '/messages/send-batch' ? MAX_BATCH_BODY_BYTES : MAX_BODY_BYTES) : {}
-		const result = await handler({ sim, body, query: url.searchParams, signal: abort.signal })
+		const result = await handler({ sim, body, query: url.searchParams, signal: abort.signal }, route.param)
 		reply(res, 200, result ?? {})
 	} catch (err) {
 		if (err instanceof SimError) {

@@ -1,6 +1,7 @@
 // Login with saved creds: <failure reason=401> for unknown devices; otherwise replace any older connection
-// of the same device (440 conflict), send <success>, deliver queued offline messages, then end the offline
-// backlog with <ib><offline count=N/></ib> (Baileys flushes its event buffer on that).
+// of the same device (440 conflict), send <success>, deliver the messages held for the account (queued while it
+// was away, or never receipted), then end the offline backlog with <ib><offline count=N/></ib> (Baileys flushes
+// its event buffer on that).
 import { S_WHATSAPP_NET, lidJid, unixNow } from './wire.mjs'
 import { deliverOffline } from './messages.mjs'
 
@@ -49,5 +50,5 @@ export async function handleLogin(sim, conn, payload) {
 		conn.send({ tag: 'ib', attrs: { from: S_WHATSAPP_NET }, content: [{ tag: 'offline', attrs: { count: String(delivered.length) } }] })
 	if (!delivered.length) return endBacklog()
 	// Not awaited: the receipts arrive through this connection's frame queue, which is running us now.
-	void conn.waitForReceipts(delivered, OFFLINE_SETTLE_TIMEOUT_MS).then(endBacklog)
+	void conn.waitUntilHandled(delivered, OFFLINE_SETTLE_TIMEOUT_MS).then(endBacklog)
 }

@@ -10,7 +10,7 @@ import { accountView } from './accounts.mjs'
 import { startRegistration } from './pairing.mjs'
 import { handleLogin } from './login.mjs'
 import { handleIq } from './iq.mjs'
-import { handleOutgoingMessage, handleReceipt } from './messages.mjs'
+import { handleOutgoingMessage, handleReceipt, handleMessageAck } from './messages.mjs'
 import { firstChild } from './wire.mjs'
 import { silentLogger } from './log.mjs'
 
@@ -18,6 +18,16 @@ import { silentLogger } from './log.mjs'
 const CLOSE_GRACE_MS = 100
 /** After a close handshake this long, give up on the peer and terminate. */
 const CLOSE_TIMEOUT_MS = 1000
+
+/** The counters of GET /stats, zeroed. */
+function newStats() {
+	return {
+		iqs: /** @type {Record<string, number>} */ ({}),
+		unknown_iqs: /** @type {Record<string, number>} */ ({}),
+		stanzas: /** @type {Record<string, number>} */ ({}),
+		duplicates: 0
+	}
+}
 
 /**
  * One client socket. Frames are processed strictly in order (the Noise counters demand it); a failure
@@ -39,7 +49,7 @@ export class Connection {
 	/** @type {any} registration payload, pairing-code and pair-success bookkeeping (see pairing.mjs) */
 	pairing = {}
 	/** @type {Set<{ ids: Set<string>, done: () => void }>} */
-	#receiptWaiters = new Set()
+	#handledWaiters = new Set()
 	#handshakeStep = /** @type {'hello'|'finish'|'done'} */ ('hello')
 	#noise = new NoiseResponder()
 	#reader = new FrameReader()
@@ -152,30 +162,31 @@ export class Connection {
 	}
 
 	/**
-	 * Resolve once the client has sent receipts for all these message ids, or after timeoutMs.
+	 * Resolve once the client has answered each of these message ids (a receipt of any type, or an ack or nack),
+	 * or after timeoutMs.
 	 * @param {string[]} ids
 	 * @param {number} timeoutMs
 	 * @returns {Promise<void>}
 	 */
-	waitForReceipts(ids, timeoutMs) {
+	waitUntilHandled(ids, timeoutMs) {
 		return new Promise(resolve => {
 			const waiter = {
 				ids: new Set(ids),
 				done: () => {
 					clearTimeout(timer)
-					this.#receiptWaiters.delete(waiter)
+					this.#handledWaiters.delete(waiter)
 					resolve()
 				}
 			}
 			const timer = setTimeout(waiter.done, timeoutMs)
-			this.#receiptWaiters.add(waiter)
+			this.#handledWaiters.add(waiter)
 			this.ws.once('close', waiter.done)
 		})
 	}
 
-	/** @param {string[]} ids message ids the client just sent receipts for */
-	noteReceipts(ids) {
-		for (const waiter of this.#receiptWaiters) {
+	/** @param {string[]} ids message ids the client just sent a receipt or an ack for */
+	noteHandled(ids) {
+		for (const waiter of this.#handledWaiters) {
 			for (const id of ids) waiter.ids.delete(id)
 			if (!waiter.ids.size) waiter.done()
 		}
@@ -214,8 +225,8 @@ export class Simulator {
 	privacyTokensSent = new Set()
 	/** @type {Map<string, Set<Connection>>} account phone -> its connections, in the order they took the account */
 	#byAccount = new Map()
-	/** counters for GET /stats */
-	stats = { iqs: /** @type {Record<string, number>} */ ({}), unknown_iqs: /** @type {Record<string, number>} */ ({}), stanzas: /** @type {Record<string, number>} */ ({}) }
+	/** counters for GET /stats; `duplicates`: messages Baileys sent a contact with an id it already had */
+	stats = newStats()
 	#nextConnId = 1
 	/** @type {WebSocketServer | undefined} */
 	#wss
@@ -306,10 +317,14 @@ export class Simulator {
 				return
 			case 'receipt':
 				this.#count('stanzas', `<receipt${node.attrs.type ? ' type=' + node.attrs.type : ''}>`)
-				handleReceipt(this, conn, node)
+				await handleReceipt(this, conn, node)
+				return
+			case 'ack':
+				this.#count('stanzas', '<ack>')
+				if (node.attrs.class === 'message') handleMessageAck(this, conn, node)
 				return
 			default:
-				// acks, presence, <ib><unified_session>, chatstate…: nothing to answer, just count them
+				// presence, <ib><unified_session>, chatstate…: nothing to answer, just count them
 				this.#count('stanzas', `<${node.tag}>${first ? `<${first.tag}>` : ''}`)
 		}
 	}
@@ -379,7 +394,7 @@ export class Simulator {
 		this.state.reset()
 		this.privacyTokensSent.clear()
 		this.events.clear()
-		this.stats = { iqs: {}, unknown_iqs: {}, stanzas: {} }
+		this.stats = newStats()
 	}
 
 	/** Stop listening, drop all connections and write the state file. */

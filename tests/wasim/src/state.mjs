@@ -1,5 +1,6 @@
 // Everything the simulator must remember across client reconnects, and (with --state FILE) across its
-// own restarts: its root and Noise static key pairs, accounts, contacts and queued offline messages.
+// own restarts: its root and Noise static key pairs, accounts, contacts and the messages the server holds for each
+// account until its device receipts them.
 // Serialised with Baileys' BufferJSON so Buffers round-trip; written atomically, debounced.
 import { readFile, writeFile, rename } from 'node:fs/promises'
 import { writeFileSync, renameSync } from 'node:fs'
@@ -12,13 +13,20 @@ const SAVE_DEBOUNCE_MS = 100
 const MAX_SAVE_DELAY_MS = 10_000
 
 /**
- * @typedef {object} QueuedMessage a contact's message held until the account's next login
+ * @typedef {object} PendingMessage a contact's message the server holds until the account's device receipts it
  * @property {string} id
  * @property {string} from contact phone
  * @property {'pn'|'lid'} addressing
  * @property {'pkmsg'|'msg'} enc
- * @property {import('baileys').BinaryNode} stanza ready to send; gets offline="1" on delivery
+ * @property {import('baileys').BinaryNode} stanza exactly as delivered (redelivered as is, with offline="1")
+ * @property {string} text the plaintext, for re-encrypting it when the device asks for a retry
+ * @property {number} sentAt ms since the epoch when it was first sent or queued
+ * @property {number} deliveries how many times it was written to a socket (0: queued while offline)
+ * @property {number} retries retry receipts answered with a fresh encryption
  */
+
+/** A held message's key within its account: one message per contact and id. */
+const pendingKey = (/** @type {string} */ from, /** @type {string} */ id) => `${from} ${id}`
 
 export class SimState {
 	/** @type {Map<string, import('./accounts.mjs').Account>} by phone */
@@ -27,8 +35,12 @@ export class SimState {
 	contacts = new Map()
 	/** @type {Map<string, Contact>} by LID user */
 	contactsByLid = new Map()
-	/** @type {Map<string, QueuedMessage[]>} by account phone */
-	offline = new Map()
+	/**
+	 * By account phone, then by pendingKey(from, id), in the order they were sent: a Map keeps insertion order and
+	 * settles a receipt in O(1).
+	 * @type {Map<string, Map<string, PendingMessage>>}
+	 */
+	pending = new Map()
 	/** @type {NodeJS.Timeout | undefined} */
 	#saveTimer
 	/** @type {Promise<void>} */
@@ -71,7 +83,12 @@ export class SimState {
 		const state = new SimState({ rootKey: json.rootKey, staticKey: json.staticKey, file, log })
 		for (const account of json.accounts) state.accounts.set(account.phone, account)
 		for (const c of json.contacts) state.addContact(Contact.fromJSON(c, () => state.changed()))
-		for (const [phone, queue] of json.offline) state.offline.set(phone, queue)
+		// "offline" is what files written before redelivery called the (then delivery-only) queue.
+		for (const [phone, entries] of json.pending ?? json.offline) {
+			const held = new Map()
+			for (const m of entries) held.set(pendingKey(m.from, m.id), { text: '', sentAt: 0, deliveries: 0, retries: 0, ...m })
+			state.pending.set(phone, held)
+		}
 		log.info('state loaded', { file, accounts: state.accounts.size, contacts: state.contacts.size })
 		return state
 	}
@@ -99,7 +116,46 @@ export class SimState {
 	}
 
 	/**
-	 * Forget an account's device: the account, its queued messages and the contacts' sessions with it.
+	 * Hold a contact's message for an account until it is receipted. The same id from the same contact replaces
+	 * the held one (and moves to the end): the server holds one message per id.
+	 * @param {string} phone account
+	 * @param {PendingMessage} message
+	 */
+	hold(phone, message) {
+		let held = this.pending.get(phone)
+		if (!held) this.pending.set(phone, (held = new Map()))
+		const key = pendingKey(message.from, message.id)
+		held.delete(key)
+		held.set(key, message)
+		this.changed()
+	}
+
+	/**
+	 * @param {string} phone account @param {string} from contact phone @param {string} id
+	 * @returns {PendingMessage | undefined}
+	 */
+	held(phone, from, id) {
+		return this.pending.get(phone)?.get(pendingKey(from, id))
+	}
+
+	/**
+	 * Drop a held message (its device receipted it); its bytes go with it.
+	 * @param {string} phone account @param {string} from contact phone @param {string} id
+	 * @returns {PendingMessage | undefined} the message, if it was held
+	 */
+	release(phone, from, id) {
+		const held = this.pending.get(phone)
+		const key = pendingKey(from, id)
+		const message = held?.get(key)
+		if (!held || !message) return undefined
+		held.delete(key)
+		if (!held.size) this.pending.delete(phone)
+		this.changed()
+		return message
+	}
+
+	/**
+	 * Forget an account's device: the account, its held messages and the contacts' sessions with it.
 	 * @param {string} phone
 	 */
 	deleteAccount(phone) {
@@ -107,7 +163,7 @@ export class SimState {
 		if (!account) return
 		for (const contact of this.contacts.values()) contact.forgetSessionWith(account)
 		this.accounts.delete(phone)
-		this.offline.delete(phone)
+		this.pending.delete(phone)
 		this.changed()
 	}
 
@@ -116,7 +172,7 @@ export class SimState {
 		this.accounts.clear()
 		this.contacts.clear()
 		this.contactsByLid.clear()
-		this.offline.clear()
+		this.pending.clear()
 		this.changed()
 	}
 
@@ -165,7 +221,7 @@ export class SimState {
 				staticKey: this.staticKey,
 				accounts: [...this.accounts.values()],
 				contacts: [...this.contacts.values()].map(c => c.toJSON()),
-				offline: [...this.offline]
+				pending: [...this.pending].map(([phone, held]) => [phone, [...held.values()]])
 			},
 			BufferJSON.replacer
 		)

@@ -20,6 +20,8 @@ const silent = {
 
 /** In-memory auth state that can be exported/imported as JSON (like useMultiFileAuthState, minus files). */
 let auth = { creds: initAuthCreds(), keys: /** @type {Record<string, Record<string, any>>} */ ({}) }
+/** Set by stallKeyWrites: writes are applied, then never answered (a process frozen right after its store wrote). */
+let stallWrites = false
 const keyStore = {
 	get: async (/** @type {string} */ type, /** @type {string[]} */ ids) =>
 		Object.fromEntries(ids.filter(id => auth.keys[type]?.[id] != null).map(id => [id, auth.keys[type][id]])),
@@ -31,8 +33,15 @@ const keyStore = {
 				else auth.keys[type][id] = data[type][id]
 			}
 		}
+		if (stallWrites) {
+			post('keys.stalled', { types: Object.keys(data) })
+			await new Promise(() => {})
+		}
 	}
 }
+
+/** What this client sent, by message id: served to Baileys' getMessage (its retry re-sends), as the bridge does. */
+const sent = new Map()
 
 /** @type {ReturnType<typeof makeWASocket> | undefined} */
 let sock
@@ -41,8 +50,20 @@ const post = (/** @type {string} */ name, /** @type {unknown} */ data) => proces
 
 /** @type {Record<string, (args: any) => unknown>} */
 const commands = {
-	connect({ url }) {
-		const s = makeWASocket({ waWebSocketUrl: url, auth: { creds: auth.creds, keys: keyStore }, logger: silent, markOnlineOnConnect: false })
+	/** @param {{ url: string, recentCache?: boolean }} args recentCache: false makes retries go through getMessage */
+	connect({ url, recentCache = true }) {
+		const s = makeWASocket({
+			waWebSocketUrl: url,
+			auth: { creds: auth.creds, keys: keyStore },
+			logger: silent,
+			markOnlineOnConnect: false,
+			enableRecentMessageCache: recentCache,
+			getMessage: async key => {
+				const message = key.id ? sent.get(key.id) : undefined
+				post('getMessage', { id: key.id, found: !!message })
+				return message
+			}
+		})
 		sock = s
 		s.ev.on('creds.update', update => Object.assign(auth.creds, update))
 		s.ev.on('connection.update', update => {
@@ -78,9 +99,25 @@ const commands = {
 	},
 	user: () => sock?.user ?? null,
 	me: () => auth.creds.me ?? null,
-	async send({ jid, text }) {
-		const msg = await sock?.sendMessage(jid, { text })
+	async send({ jid, text, id }) {
+		const msg = await sock?.sendMessage(jid, { text }, id ? { messageId: id } : {})
+		if (msg?.key.id && msg.message) sent.set(msg.key.id, msg.message)
 		return msg?.key ?? null
+	},
+	/** Forget every Signal session, as a client whose session store was lost. */
+	dropSessions() {
+		const n = Object.keys(auth.keys.session ?? {}).length
+		delete auth.keys.session
+		return n
+	},
+	/** A new registration id, as a reinstalled app has (its next retry receipts carry it). */
+	setRegistrationId({ id }) {
+		auth.creds.registrationId = id
+		return true
+	},
+	stallKeyWrites() {
+		stallWrites = true
+		return true
 	},
 	pairingCode: ({ phone }) => sock?.requestPairingCode(phone),
 	lidForPn: ({ pn }) => sock?.signalRepository.lidMapping.getLIDForPN(pn),

@@ -3,6 +3,7 @@ import { spawn, fork } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as delay } from 'node:timers/promises'
+import { before, after } from 'node:test'
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
 const BIN = fileURLToPath(new URL('../bin/wasim.mjs', import.meta.url))
@@ -119,11 +120,24 @@ export class Client {
 		})
 	}
 
-	/** @param {string} cmd @param {unknown} [args] */
-	call(cmd, args) {
+	/**
+	 * Run a command in the client process. A command that never answers (a hung client, a dead process) fails after
+	 * timeout ms, so a broken test fails instead of hanging the suite.
+	 * @param {string} cmd @param {unknown} [args] @param {number} [timeout]
+	 */
+	call(cmd, args, timeout = 30_000) {
 		const id = this.#nextId++
 		return new Promise((resolve, reject) => {
-			this.#pending.set(id, { resolve, reject })
+			if (!this.proc.connected) return reject(new Error(`client command ${cmd}: the client process is gone`))
+			const timer = setTimeout(() => {
+				this.#pending.delete(id)
+				reject(new Error(`client command ${cmd} did not answer within ${timeout} ms`))
+			}, timeout)
+			const settle = (/** @type {(v: any) => void} */ fn) => (/** @type {any} */ v) => {
+				clearTimeout(timer)
+				fn(v)
+			}
+			this.#pending.set(id, { resolve: settle(resolve), reject: settle(reject) })
 			this.proc.send({ id, cmd, args })
 		})
 	}
@@ -162,10 +176,10 @@ export class Client {
 		return this.events.length
 	}
 
-	/** Connect and wait for connection 'open'. @param {string} url */
-	async connectOpen(url) {
+	/** Connect and wait for connection 'open'. @param {string} url @param {Record<string, unknown>} [options] */
+	async connectOpen(url, options = {}) {
 		const from = this.mark()
-		await this.call('connect', { url })
+		await this.call('connect', { url, ...options })
 		await this.waitFor('connection.update', u => u.connection === 'open', { from })
 	}
 
@@ -176,8 +190,25 @@ export class Client {
 		return (await this.waitFor('connection.update', u => u.connection === 'close', { from })).statusCode
 	}
 
+	/** Kill the process outright (no close handshake, nothing flushed), as a crash would. */
+	async kill() {
+		if (this.#exited) return
+		const exited = new Promise(resolve => this.proc.once('exit', resolve))
+		this.proc.kill('SIGKILL')
+		await exited
+	}
+
+	/** Freeze the process (SIGSTOP): it reads nothing from its socket until it is killed. */
+	freeze() {
+		this.proc.kill('SIGSTOP')
+	}
+
+	get #exited() {
+		return this.proc.exitCode !== null || this.proc.signalCode !== null
+	}
+
 	async close() {
-		if (this.proc.exitCode !== null) return
+		if (this.#exited) return
 		const exited = new Promise(resolve => this.proc.once('exit', resolve))
 		await this.call('end').catch(() => {})
 		this.proc.disconnect()
@@ -200,4 +231,27 @@ export async function pairByQr(wasim, who) {
 	await client.connectOpen(wasim.ready.ws_url)
 	await wasim.waitEvent('prekeys.uploaded', { account: who.phone })
 	return { client, account, closedWith: closed.statusCode, qr }
+}
+
+/**
+ * A test file's fixture: before its tests, a wasim, one account paired by QR, these contacts and then `setUp`;
+ * after them, all stopped. The fields are set once `before` has run (a test may replace `client`). One hook, as
+ * Node 20 does not wait for one root `before` to finish before it starts the next.
+ * @param {{ phone: string, lid: string, device?: number, name?: string }} account
+ * @param {{ phone: string, lid: string, name?: string }[]} contacts
+ * @param {(fixture: { wasim: Wasim, client: Client }) => Promise<void>} [setUp]
+ */
+export function pairedFixture(account, contacts, setUp) {
+	const fixture = { wasim: /** @type {Wasim} */ (/** @type {unknown} */ (undefined)), client: /** @type {Client} */ (/** @type {unknown} */ (undefined)) }
+	before(async () => {
+		fixture.wasim = await Wasim.start()
+		fixture.client = (await pairByQr(fixture.wasim, account)).client
+		for (const c of contacts) await fixture.wasim.post('/contacts', c)
+		await setUp?.(fixture)
+	})
+	after(async () => {
+		await fixture.client?.close()
+		await fixture.wasim?.stop()
+	})
+	return fixture
 }
