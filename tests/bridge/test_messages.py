@@ -9,17 +9,10 @@ import pytest
 from connector.types import Jid, SessionId
 from tests.conftest import StartBridge
 from tests.support.bridge_host import BridgeRun
-from tests.support.flows import pair_by_qr, receive_text
+from tests.support.flows import linked, pair_by_qr, receive_text
 from tests.support.wasim import Person, WasimClient, new_person
 
 pytestmark = pytest.mark.e2e
-
-
-async def linked(start_bridge: StartBridge, wasim: WasimClient, session: str) -> tuple[BridgeRun, Person]:
-    run = await start_bridge()
-    me = new_person()
-    await pair_by_qr(run, wasim, SessionId(session), me)
-    return run, me
 
 
 async def test_inbound_from_a_pn_addressed_contact(start_bridge: StartBridge, wasim: WasimClient) -> None:

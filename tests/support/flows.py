@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from connector.sidecar.types import ConnectionUpdate, WAMessage
 from connector.types import SessionId
 from tests.support.bridge_host import BridgeRun
-from tests.support.wasim import Person, WasimClient
+from tests.support.wasim import Person, WasimClient, new_person
 
 
 async def restart_after_515(run: BridgeRun, session: SessionId, mark: int) -> ConnectionUpdate:
@@ -31,6 +32,16 @@ async def pair_by_qr(
     assert update.qr
     await sim.scan_qr(update.qr, who, device=device)
     return await restart_after_515(run, session, mark)
+
+
+async def linked(
+    start_bridge: Callable[..., Awaitable[BridgeRun]], wasim: WasimClient, session: str
+) -> tuple[BridgeRun, Person]:
+    """A new bridge with one session linked to a new account by QR."""
+    run = await start_bridge()
+    me = new_person()
+    await pair_by_qr(run, wasim, SessionId(session), me)
+    return run, me
 
 
 async def receive_text(
