@@ -15,6 +15,8 @@ class InboundPublisher(ABC):
 
     published: int = 0
     """Envelopes accepted since start (for ``/metrics``)."""
+    spool_write_errors: int = 0
+    """Spool disk operations that failed since start (for ``/metrics``)."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open clients, recover state. Default: nothing."""
@@ -26,6 +28,17 @@ class InboundPublisher(ABC):
     def spool_depth(self) -> int:
         """Envelopes waiting in the local spool (0 for publishers without one)."""
         return 0
+
+    @property
+    def spool_bytes(self) -> int:
+        """Bytes the local spool takes on disk (0 for publishers without one)."""
+        return 0
+
+    @property
+    def degraded(self) -> str | None:
+        """Why envelopes cannot be made durable now (they wait unacknowledged), or ``None`` while they can. A
+        degraded connector answers ``/readyz`` with 503."""
+        return None
 
     @abstractmethod
     async def publish(self, envelope: InboundEnvelope) -> None:

@@ -112,10 +112,11 @@ class Spool:
         self._read_pos = 0
         numbers = sorted(n for n in (self._number(p) for p in self.dir.iterdir()) if n is not None)
         for n in [n for n in numbers if n < cursor_seg]:
-            self.log.info("segment %d was sent before a restart; deleting it", n)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._path(n))
             numbers.remove(n)
+            try:
+                os.unlink(self._path(n))
+            except OSError as e:  # still ignored: it is below the cursor
+                self.log.warning("segment %d was sent but cannot be deleted (%s)", n, e)
         legacy = self.dir / LEGACY_FILE
         if legacy.exists():
             n = (numbers[0] if numbers else cursor_seg + 1) - 1
@@ -183,6 +184,14 @@ class Spool:
         self.bytes += size
         self.depth += len(lines)
         return len(lines)
+
+    def append_closed(self, entries: Sequence[Entry]) -> int:
+        """``append`` to a spool nobody holds open (its publisher is stopped)."""
+        self.open()
+        try:
+            return self.append(entries)
+        finally:
+            self.close()
 
     def _roll(self) -> None:
         if self._writer is not None:
