@@ -12,17 +12,22 @@ from urllib.parse import urlparse
 
 import boto3
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from connector.app import Stores, create_app, make_publisher
+from connector.config import Config, load_config
 from connector.contracts import Account, InboundEnvelope, canonical_chat, message_group_id
-from connector.errors import PublishError
+from connector.errors import ConfigError, PublishError
 from connector.inbound import build_envelope
 from connector.publish import MemoryPublisher
 from connector.publish import sqs as sqs_module
-from connector.publish.spool import LEGACY_FILE
+from connector.publish.spool import LEGACY_FILE, Entry
 from connector.publish.sqs import SqsPublisher
 from connector.sidecar.types import WAMessage
-from tests.connector.fakes import wa_message
+from tests.connector.fakes import FakeBridge, wa_message
 from tests.connector.test_spool import DiskFault
+
+API_KEY = "k3J9x2Lq8Vn5Rt7Wz4Yb"
 
 ALT = {"88887770001@lid": "15557770001@s.whatsapp.net", "15557770001@s.whatsapp.net": "88887770001@lid"}
 
@@ -297,6 +302,35 @@ async def test_a_full_disk_holds_envelopes_unacknowledged_and_nothing_is_lost_on
     assert ids(receive_all(sqs, url, 5)) == [f"D{i}" for i in range(5)]
 
 
+async def test_a_full_spool_holds_envelopes_and_readyz_says_degraded(
+    sqs_endpoint: str, fifo: tuple[Any, str], tmp_path: Path
+) -> None:
+    sqs, url = fifo
+    line = len(Entry("s1:88887770001@lid", envelope("F0").event_id, envelope("F0").model_dump_json()).line())
+    pub, port = down(url, tmp_path, spool_max_bytes=3 * line + 10)
+    cfg = Config(api_key=API_KEY, store_backend="memory", session_start_interval_s=0, session_start_jitter_s=0)
+    app = create_app(cfg, stores=Stores.memory(), publisher=pub, bridge=FakeBridge)
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/readyz")).status == 200
+        futures = [await pub.enqueue(envelope(f"F{i}")) for i in range(6)]
+        await wait_until(lambda: pub.degraded is not None)
+        await asyncio.sleep(0.3)
+        assert [f.done() for f in futures] == [True] * 3 + [False] * 3
+        resp = await client.get("/readyz")
+        assert resp.status == 503
+        error = (await resp.json())["error"]
+        assert error["code"] == "degraded" and "full" in error["message"]
+        text = await (await client.get("/metrics")).text()
+        assert "wa_relay_publisher_degraded 1" in text and "wa_relay_spool_depth 3" in text
+        assert f"wa_relay_spool_bytes {pub.spool_bytes}" in text and pub.spool_bytes > 0
+        assert "wa_relay_spool_write_errors_total 0" in text, "a full spool is not a disk error"
+        async with tcp_proxy(port, sqs_endpoint):
+            await asyncio.wait_for(asyncio.gather(*futures), 20)
+            await wait_until(lambda: pub.spool_depth == 0, 20)
+        assert (await client.get("/readyz")).status == 200
+    assert ids(receive_all(sqs, url, 6)) == [f"F{i}" for i in range(6)]
+
+
 async def test_a_slow_sqs_spills_to_the_spool_after_the_bounded_wait_and_sends_once(
     sqs_endpoint: str, fifo: tuple[Any, str], tmp_path: Path, clients: list[RecordingClient]
 ) -> None:
@@ -408,6 +442,18 @@ async def test_the_legacy_spool_is_drained_before_new_envelopes(
     finally:
         await pub.stop()
     assert ids(receive_all(sqs, url, 4)) == ["OLD0", "OLD1", "OLD2", "NEW"]
+
+
+def test_spool_settings_are_read_validated_and_handed_to_the_publisher() -> None:
+    base = {"CONNECTOR_API_KEY": API_KEY, "STORE_BACKEND": "memory", "INBOUND_QUEUE_URL": "http://q/in.fifo"}
+    cfg = load_config(base)
+    assert (cfg.spool_max_bytes, cfg.spool_after_s) == (1 << 30, 2.0)
+    pub = make_publisher(load_config({**base, "SPOOL_MAX_BYTES": str(1 << 20), "SPOOL_AFTER_S": "0.5"}))
+    assert isinstance(pub, SqsPublisher)
+    assert (pub.spool.max_bytes, pub.spool_after_s) == (1 << 20, 0.5)
+    for name, value in [("SPOOL_MAX_BYTES", "1000"), ("SPOOL_AFTER_S", "0"), ("SPOOL_MAX_BYTES", "1G")]:
+        with pytest.raises(ConfigError, match=name):
+            load_config({**base, name: value})
 
 
 async def test_at_stop_the_batch_in_flight_and_callers_waiting_for_room_are_spooled_in_order(
