@@ -274,6 +274,15 @@ def down(url: str, spool_dir: Path, **kwargs: Any) -> tuple[SqsPublisher, int]:
     return pub, port
 
 
+async def down_with_backlog(url: str, spool_dir: Path, prefix: str, count: int) -> tuple[SqsPublisher, int]:
+    """``down``, started, with ``<prefix>00`` … spooled (each ``publish`` returned)."""
+    pub, port = down(url, spool_dir)
+    await pub.start()
+    for i in range(count):
+        await pub.publish(envelope(f"{prefix}{i:02d}"))
+    return pub, port
+
+
 def ids(msgs: list[dict[str, Any]]) -> list[str]:
     return [InboundEnvelope.model_validate_json(m["Body"]).message.id for m in msgs]
 
@@ -356,10 +365,7 @@ async def test_a_restart_mid_drain_resumes_from_the_cursor_repeating_at_most_one
     sqs_endpoint: str, fifo: tuple[Any, str], tmp_path: Path, clients: list[RecordingClient]
 ) -> None:
     sqs, url = fifo
-    first, _ = down(url, tmp_path)
-    await first.start()
-    for i in range(35):
-        await first.publish(envelope(f"R{i:02d}"))
+    first, _ = await down_with_backlog(url, tmp_path, "R", 35)
     await first.stop()
     event_ids = [envelope(f"R{i:02d}").event_id for i in range(35)]
 
@@ -385,11 +391,8 @@ async def test_a_backlog_drains_in_full_batches_with_new_envelopes_behind_it(
     sqs_endpoint: str, fifo: tuple[Any, str], tmp_path: Path, clients: list[RecordingClient]
 ) -> None:
     sqs, url = fifo
-    pub, port = down(url, tmp_path)
-    await pub.start()
+    pub, port = await down_with_backlog(url, tmp_path, "B", 45)
     try:
-        for i in range(45):
-            await pub.publish(envelope(f"B{i:02d}"))
         clients[0].delay = 0.1
         async with tcp_proxy(port, sqs_endpoint):
             await wait_until(lambda: pub.batches > 0, 20)
