@@ -47,7 +47,8 @@ class InboundPublisher(ABC):
     async def enqueue(self, envelope: InboundEnvelope) -> asyncio.Future[None]:
         """Take the envelope in order behind every envelope enqueued before it, without waiting for it to become
         durable; the future resolves when it is (as ``publish`` would return). Raises ``PublishError`` at once for
-        an envelope that can never be published. Default: ``publish``, then an already resolved future."""
+        an envelope that can never be published. May wait first while the publisher holds as many envelopes that are
+        not yet durable as it may keep in memory. Default: ``publish``, then an already resolved future."""
         await self.publish(envelope)
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)

@@ -29,6 +29,8 @@ by ``event_id``):
   drainer skips them; if the outcome stays unknown (transport error, abandoned after ``LATE_MAX_S``, ``stop``), the
   spooled copies are sent too, normally seconds later;
 - a failed spool write whose data reached the disk and could not be truncated: the retry writes it again;
+- a kill after a spool write reached the disk but before it was acknowledged: the entry is sent at the next start,
+  and WhatsApp, which got no receipt, delivers the message again (same ``event_id``);
 - an entry SQS refuses inside an accepted spool batch (other than as invalid): the entries after it are sent again
   with it. It lands behind the later entries of its chat SQS took, live or drained (the only reordering).
 
