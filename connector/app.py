@@ -80,7 +80,12 @@ def make_publisher(cfg: Config) -> InboundPublisher:
         from connector.publish.sqs import SqsPublisher
 
         return SqsPublisher(
-            cfg.inbound_queue_url, spool_dir=cfg.spool_dir, region=cfg.aws_region, endpoint_url=cfg.aws_endpoint_url
+            cfg.inbound_queue_url,
+            spool_dir=cfg.spool_dir,
+            region=cfg.aws_region,
+            endpoint_url=cfg.aws_endpoint_url,
+            spool_max_bytes=cfg.spool_max_bytes,
+            spool_after_s=cfg.spool_after_s,
         )
     log.warning("no INBOUND_QUEUE_URL: inbound events are only logged and kept in memory")
     return MemoryPublisher()

@@ -87,6 +87,10 @@ class Config(BaseSettings):
     lease_ttl_s: float = Field(30.0, ge=1, validation_alias=_alias("LEASE_TTL_S"))
     lease_renew_s: float = Field(10.0, gt=0, validation_alias=_alias("LEASE_RENEW_S"))
     spool_dir: Path = Field(Path(".data/spool"), validation_alias=_alias("SPOOL_DIR"))
+    spool_max_bytes: int = Field(1 << 30, ge=1 << 20, validation_alias=_alias("SPOOL_MAX_BYTES"))
+    """Beyond this the spool takes nothing more: envelopes wait unacknowledged and the connector reports degraded."""
+    spool_after_s: float = Field(2.0, gt=0, validation_alias=_alias("SPOOL_AFTER_S"))
+    """How long a live SQS call may take before its envelopes are spooled (and acknowledged from there) instead."""
     host: str = Field("127.0.0.1", min_length=1, validation_alias=_alias("CONNECTOR_HOST"))
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", validation_alias=_alias("LOG_LEVEL")

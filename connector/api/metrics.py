@@ -33,9 +33,18 @@ def render_metrics(m: SessionManager) -> str:
         "wa_relay_replies_sent_total", "counter", "Messages sent through the bridge (replies and API sends).",
         m.replies_sent,
     )  # fmt: skip
+    publisher = m.ingest.publisher
+    metric("wa_relay_spool_depth", "gauge", "Envelopes waiting in the local spool for SQS.", publisher.spool_depth)
+    metric("wa_relay_spool_bytes", "gauge", "Bytes the local spool takes on disk.", publisher.spool_bytes)
     metric(
-        "wa_relay_spool_depth", "gauge", "Envelopes waiting in the local spool for SQS.", m.ingest.publisher.spool_depth
-    )
+        "wa_relay_publisher_degraded", "gauge",
+        "Whether inbound envelopes cannot be made durable now (spool full or failing while SQS is not taking them).",
+        int(publisher.degraded is not None),
+    )  # fmt: skip
+    metric(
+        "wa_relay_spool_write_errors_total", "counter", "Spool disk operations that failed (full disk, I/O errors).",
+        publisher.spool_write_errors,
+    )  # fmt: skip
     metric("wa_relay_bridge_up", "gauge", "Whether the bridge process is connected.", int(m.bridge_up))
     metric(
         "wa_relay_bridge_restarts_total", "counter", "Bridge process restarts after it exited.", m.supervisor.restarts

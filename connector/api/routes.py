@@ -152,6 +152,9 @@ async def readyz(request: web.Request) -> web.Response:
     manager = request.app.get(MANAGER_KEY)
     if manager is None or not manager.ready or not manager.bridge_up:
         raise ApiError(503, "not_ready", "starting up, or the bridge is down")
+    if (reason := manager.ingest.publisher.degraded) is not None:
+        # Messages are held unacknowledged (WhatsApp keeps them) until the spool or SQS takes envelopes again.
+        raise ApiError(503, "degraded", reason)
     return _json(Ready(bridge_pid=manager.bridge_pid))
 
 
@@ -232,8 +235,10 @@ OPERATIONS: list[Operation] = [
     ),
     Operation("GET", "/healthz", healthz, "healthz", "Liveness", {200: Reply("alive", Health)}, public=True),
     Operation(
-        "GET", "/readyz", readyz, "readyz", "Readiness: startup finished and the bridge is up",
-        {200: Reply("ready", Ready), 503: Reply("not ready")}, public=True,
+        "GET", "/readyz", readyz, "readyz",
+        "Readiness: startup finished, the bridge is up, and inbound messages can be made durable",
+        {200: Reply("ready", Ready), 503: Reply("not ready, or degraded (the spool cannot take envelopes)")},
+        public=True,
     ),
     Operation(
         "GET", "/metrics", metrics, "metrics", "Prometheus metrics",
