@@ -10,7 +10,7 @@ only for the function to drop it. Messages the account sent from the phone or an
 
 Receipts (DESIGN section 1): the bridge holds the delivery receipt of every message it emits until the connector
 releases it. A published message is released when the publisher reports its envelope durable (in SQS, or fsynced in
-the spool); a message that is not published (an echo, a stub, a message without content) is released once handled,
+the spool); a message that is not published (a stub, a message without content) is released once handled,
 and so is one that can never be published (the error is logged; WhatsApp redelivering it would not help). A message
 whose envelope did not become durable (the connector stops first) is not released: its socket closes without the
 receipt, and WhatsApp delivers it again. Releases of one session are sent together, once per event-loop turn.
@@ -76,8 +76,8 @@ class Ingest:
             if msg.message is not None:
                 self.messages.remember(session, msg.key.model_dump(exclude_none=True), msg.message)
             if msg.key.fromMe and (session, message_id) in self._own_sends:
+                # Baileys emits our own sends without receipting anything: there is nothing to release either.
                 log.debug("echo of our own send %s not published", message_id)
-                self._release(session, message_id)
                 continue
             envelope = build_envelope(msg, session_id=session, me=me, upsert_type=upsert.type, lids=lids)
             if envelope is None:

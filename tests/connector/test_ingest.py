@@ -144,4 +144,4 @@ async def test_messages_that_are_not_published_are_released_at_once(harness: Har
     await harness.bridge.emit("messages.upsert", "s1", upsert)
     await harness.bridge.wait_calls("release", 1)
     await asyncio.sleep(0.05)
-    assert sorted(i for _, i in harness.bridge.released) == ["3EB0ECHO", "REAL", "STUB"]
+    assert sorted(i for _, i in harness.bridge.released) == ["REAL", "STUB"], "our own echo had no receipt"
