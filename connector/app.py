@@ -19,6 +19,7 @@ from connector.api import API_KEY_KEY, MANAGER_KEY, add_routes, auth_middleware,
 from connector.config import ROOT, Config
 from connector.manager import SessionManager
 from connector.publish import InboundPublisher, MemoryPublisher
+from connector.replies import Replies
 from connector.sidecar import BridgeClient, BridgeCommand
 from connector.sidecar.client import BridgeFactory, BridgeHost
 from connector.sidecar.types import DECRYPTED_MESSAGE_TYPE
@@ -140,8 +141,10 @@ def create_app(
         lid_map=stores.lid_map,
         publisher=publisher,
         leases=stores.leases,
+        reply_log=stores.reply_log,
         on_fatal=on_fatal,
     )
+    replies = Replies(manager, stores.reply_log, manager.messages)
 
     app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[CONFIG_KEY] = cfg
@@ -162,7 +165,7 @@ def create_app(
         consumer = OutboundConsumer(
             cfg.outbound_queue_url,
             manager,
-            stores.reply_log,
+            replies,
             dlq_url=cfg.outbound_queue_dlq_url,
             region=cfg.aws_region,
             endpoint_url=cfg.aws_endpoint_url,

@@ -51,7 +51,7 @@ from connector.sidecar.supervisor import BridgeSupervisor
 from connector.sidecar.types import ConnectionUpdate
 from connector.stale import StaleWatch
 from connector.startqueue import FlapBreaker, StartQueue
-from connector.store.abstract import AuthStore, LeaseStore, LidMapStore
+from connector.store.abstract import AuthStore, LeaseStore, LidMapStore, ReplyLog
 from connector.tasks import cancel, spawn
 from connector.types import Jid, SessionId
 
@@ -66,9 +66,11 @@ class SessionManager:
         lid_map: LidMapStore,
         publisher: InboundPublisher,
         leases: LeaseStore | None = None,
+        reply_log: ReplyLog | None = None,
         on_fatal: Callable[[int], None] | None = None,
     ) -> None:
-        """Without ``leases`` nothing fences the auth store: safe only with one connector per table."""
+        """Without ``leases`` nothing fences the auth store: safe only with one connector per table. ``reply_log``
+        (what ``connector.replies`` records) answers Baileys' retries for messages the message cache no longer has."""
         self.log = logging.getLogger("wa_relay.manager")
         self.settings = settings
         self.auth = auth
@@ -77,7 +79,13 @@ class SessionManager:
         self.messages = MessageCache(settings.message_cache_size)
         self.ingest = Ingest(publisher, self.lid_feed, self.messages, self)
         self.host = RelayHost(
-            self.sessions, auth, self, ingest=self.ingest, lid_feed=self.lid_feed, messages=self.messages
+            self.sessions,
+            auth,
+            self,
+            ingest=self.ingest,
+            lid_feed=self.lid_feed,
+            messages=self.messages,
+            sent=reply_log,
         )
         self.bridge = bridge(self.host)
         self.supervisor = BridgeSupervisor(

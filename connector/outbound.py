@@ -1,9 +1,9 @@
 """Consumer of ``outbound.fifo``: sends each reply through the session manager exactly once (DESIGN section 5).
 
-For each message: parse ``OutboundReply``; if the ``ReplyLog`` already has its ``reply_id``, it was sent before a
-crash or redelivery, so only delete it; else send it to ``to`` exactly as given with the WhatsApp message id derived
-from the reply id (``whatsapp_message_id``: a re-send after a crash is the same WhatsApp message, which the phone
-drops), record it as sent, then delete it.
+For each message: parse ``OutboundReply``; its WhatsApp message id is derived from the reply id
+(``whatsapp_message_id``: a re-send after a crash is the same WhatsApp message, which the phone drops). If the reply
+log already has a send record of that id, it was sent before a crash or redelivery, so only delete it; else send it
+to ``to`` exactly as given, record it with its content (``connector.replies``), then delete it.
 
 - Malformed bodies go to ``OUTBOUND_QUEUE_DLQ_URL`` (if set) as they are, are logged at ERROR without the body, and
   are deleted: retrying them cannot help.
@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from connector.aws import open_client
 from connector.contracts import OutboundReply, whatsapp_message_id
 from connector.errors import RelayError, SessionOwnedElsewhere
-from connector.store.abstract import ReplyLog
+from connector.replies import Replies
 from connector.tasks import cancel, spawn
 from connector.types import SessionId
 
@@ -40,18 +40,7 @@ OWNED_ELSEWHERE = object()
 """``_process`` result: the reply belongs to a session another connector owns."""
 
 
-class ReplySender(Protocol):
-    async def send_text(
-        self,
-        sid: SessionId,
-        to: str,
-        text: str,
-        *,
-        message_id: str | None = None,
-        quoted: dict[str, Any] | None = None,
-        quoted_id: str | None = None,
-    ) -> str: ...
-
+class ReplySessions(Protocol):
     def has_open_sessions(self) -> bool:
         """Whether any session is open here. A connector with none (a standby, or one whose sessions are all owned
         by another connector) does not take replies off the shared queue: each receive would count towards the
@@ -66,8 +55,8 @@ class OutboundConsumer:
     def __init__(
         self,
         queue_url: str,
-        sender: ReplySender,
-        reply_log: ReplyLog,
+        sessions: ReplySessions,
+        replies: Replies,
         *,
         dlq_url: str | None = None,
         region: str = "us-east-1",
@@ -79,8 +68,8 @@ class OutboundConsumer:
     ) -> None:
         self.log = logging.getLogger("wa_relay.outbound")
         self.queue_url = queue_url
-        self.sender = sender
-        self.reply_log = reply_log
+        self.sessions = sessions
+        self.replies = replies
         self.dlq_url = dlq_url
         self.region = region
         self.endpoint_url = endpoint_url
@@ -119,7 +108,7 @@ class OutboundConsumer:
     async def _run(self) -> None:
         backoff = 1.0
         while True:
-            if not self.sender.has_open_sessions():
+            if not self.sessions.has_open_sessions():
                 await asyncio.sleep(IDLE_POLL_S)
                 continue
             try:
@@ -172,20 +161,21 @@ class OutboundConsumer:
             await self._dead_letter(m, e)
             return True
         rlog = self.log.getChild(reply.session_id)
-        already = await self.reply_log.sent_message_id(reply.reply_id)
-        if already:
+        sid = SessionId(reply.session_id)
+        message_id = whatsapp_message_id(reply.reply_id)
+        if await self.replies.sent(sid, message_id) is not None:
             self.duplicates += 1
-            rlog.info("reply %s was already sent as %s; deleting the redelivery", reply.reply_id, already)
+            rlog.info("reply %s was already sent as %s; deleting the redelivery", reply.reply_id, message_id)
             await self._delete(m)
             return True
-        message_id = whatsapp_message_id(reply.reply_id)
         try:
-            sent = await self.sender.send_text(
-                SessionId(reply.session_id),
+            sent = await self.replies.send(
+                sid,
                 reply.to,
                 reply.text,
                 message_id=message_id,
                 quoted=reply.quoted.model_dump(exclude_none=True) if reply.quoted else None,
+                reply_id=reply.reply_id,
             )
         except SessionOwnedElsewhere:
             rlog.debug("reply %s is for a session another connector owns; handed back", reply.reply_id)
@@ -193,9 +183,9 @@ class OutboundConsumer:
         except RelayError as e:
             rlog.info("reply %s not sent now (%s); retried later", reply.reply_id, e)
             return False
-        await self.reply_log.record_sent(reply.reply_id, sent or message_id)
+        await self.replies.record(sent)
         self.sent += 1
-        rlog.info("reply %s sent as %s to %s", reply.reply_id, sent or message_id, reply.to)
+        rlog.info("reply %s sent as %s to %s", reply.reply_id, sent.message_id, reply.to)
         await self._delete(m)
         return True
 

@@ -12,8 +12,10 @@ import pytest
 
 from connector.contracts import OutboundReply, RawKey, reply_id, whatsapp_message_id
 from connector.errors import SessionNotReady
+from connector.messagecache import MessageCache
 from connector.outbound import OutboundConsumer
-from connector.store import MemoryReplyLog
+from connector.replies import Replies, message_content
+from connector.store import MemoryReplyLog, SentReply
 from connector.types import SessionId
 
 
@@ -78,7 +80,8 @@ async def until(pred: Any, timeout: float = 10.0) -> None:
 
 
 def consumer(url: str, dlq: str | None, sender: FakeSender, log: MemoryReplyLog, endpoint: str) -> OutboundConsumer:
-    return OutboundConsumer(url, sender, log, dlq_url=dlq, endpoint_url=endpoint, wait_time_s=1, retry_base_s=1)
+    replies = Replies(sender, log, MessageCache(100))
+    return OutboundConsumer(url, sender, replies, dlq_url=dlq, endpoint_url=endpoint, wait_time_s=1, retry_base_s=1)
 
 
 async def test_sends_with_derived_id_records_and_deletes(sqs_endpoint: str, queues: tuple[Any, str, str]) -> None:
@@ -99,14 +102,16 @@ async def test_sends_with_derived_id_records_and_deletes(sqs_endpoint: str, queu
     assert sender.sent[0]["message_id"] == whatsapp_message_id(replies[0].reply_id)
     assert sender.sent[1]["quoted"] == {"remoteJid": "88887770001@lid", "fromMe": False, "id": "Q1"}
     for r in replies:
-        assert await log.sent_message_id(r.reply_id) == whatsapp_message_id(r.reply_id)
+        record = await log.get_sent(SessionId("s1"), whatsapp_message_id(r.reply_id))
+        assert record is not None and record.reply_id == r.reply_id
+        assert record.content == message_content(r.text, r.quoted.model_dump() if r.quoted else None, None)
 
 
 async def test_redelivered_sent_reply_is_not_sent_again(sqs_endpoint: str, queues: tuple[Any, str, str]) -> None:
     sqs, url, dlq = queues
     sender, log = FakeSender(), MemoryReplyLog()
     r = reply(7)
-    await log.record_sent(r.reply_id, whatsapp_message_id(r.reply_id))  # sent before a crash
+    await log.record_sent(SentReply(SessionId("s1"), whatsapp_message_id(r.reply_id), r.to))  # sent before a crash
     enqueue(sqs, url, r.model_dump_json())
     c = consumer(url, dlq, sender, log, sqs_endpoint)
     await c.start()
@@ -172,7 +177,8 @@ async def test_a_connector_with_no_open_session_leaves_the_queue_alone() -> None
             await asyncio.sleep(0.05)  # as a long poll would, instead of spinning
             return {}
 
-    consumer = OutboundConsumer("http://queue.invalid/q.fifo", sender, MemoryReplyLog())
+    replies = Replies(sender, MemoryReplyLog(), MessageCache(1))
+    consumer = OutboundConsumer("http://queue.invalid/q.fifo", sender, replies)
     consumer._client = CountingClient()
     task = asyncio.create_task(consumer._run())
     await asyncio.sleep(0.3)
