@@ -166,6 +166,7 @@ def create_app(
             cfg.outbound_queue_url,
             manager,
             replies,
+            cfg.outbound,
             dlq_url=cfg.outbound_queue_dlq_url,
             region=cfg.aws_region,
             endpoint_url=cfg.aws_endpoint_url,

@@ -44,7 +44,7 @@ from connector.ownership import Ownership
 from connector.policy import Action, on_close
 from connector.publish.abstract import InboundPublisher
 from connector.retries import Retries
-from connector.session import PAIRING, TERMINAL, Session, SessionState
+from connector.session import PAIRING, TERMINAL, Readiness, Session, SessionState, reply_readiness
 from connector.sidecar.client import BridgeFactory
 from connector.sidecar.errors import NoSocket, SocketExists
 from connector.sidecar.supervisor import BridgeSupervisor
@@ -349,6 +349,17 @@ class SessionManager:
             self.ingest.own_send(sid, sent_id)  # an id Baileys chose: its echo may already have been published
         s.log.info("message %s sent to %s", sent_id, to)
         return sent_id
+
+    async def reply_readiness(self, sid: SessionId) -> Readiness:
+        """What a reply for ``sid`` can do now (``connector.session.reply_readiness``; the outbound consumer asks).
+        A session not in the registry is gone unless its creds are stored and it is not being deleted: then another
+        connector created it, and discovery has not brought it here yet."""
+        s = self.sessions.get(sid)
+        if s is not None:
+            return reply_readiness(s)
+        if sid in self._deleting or await self.auth.get_creds(sid) is None:
+            return Readiness.UNKNOWN
+        return Readiness.ELSEWHERE
 
     async def release_receipts(self, session: SessionId, ids: list[str]) -> None:
         """The ingest's receipt sink: these messages are durable, their held delivery receipts may go."""

@@ -101,6 +101,7 @@ CONNECTOR_DEFAULTS = {
     "BRIDGE_MAX_CRASHES": "the default exits after 5 bridge crashes in a row; ECS then replaces the task",
     "LEASE_TTL_S": "lease timing: the defaults (30 s / 10 s) bound a takeover after a task replacement",
     "LEASE_RENEW_S": "lease timing: the defaults (30 s / 10 s) bound a takeover after a task replacement",
+    "OUTBOUND_MAX_HELD": "outbound tuning: the code's default (README Configuration) suits one connector",
 }
 
 # Names InboundConfig.from_env reads that Terraform deliberately leaves unset, and why.
