@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from connector.api import API_KEY_KEY, MANAGER_KEY, add_routes, auth_middleware, error_middleware
+from connector.api import API_KEY_KEY, MANAGER_KEY, REPLIES_KEY, add_routes, auth_middleware, error_middleware
 from connector.config import ROOT, Config
 from connector.manager import SessionManager
 from connector.publish import InboundPublisher, MemoryPublisher
@@ -150,6 +150,7 @@ def create_app(
     app[CONFIG_KEY] = cfg
     app[API_KEY_KEY] = cfg.api_key
     app[MANAGER_KEY] = manager
+    app[REPLIES_KEY] = replies
     add_routes(app)
 
     seen: set[int] = set()
