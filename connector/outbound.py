@@ -267,14 +267,16 @@ class OutboundConsumer:
         rlog = self.log.getChild(reply.session_id)
         message_id = whatsapp_message_id(reply.reply_id)
         failures = stalls = 0
-        waiting = False
+        checked = waiting = False
         while not held.lost:
             try:
-                if await self.replies.sent(sid, message_id) is not None:
+                # Once is enough: while this connector holds the message, nobody else sends it.
+                if not checked and await self.replies.sent(sid, message_id) is not None:
                     self.duplicates += 1
                     rlog.info("reply %s was already sent as %s; deleting the redelivery", reply.reply_id, message_id)
                     await self._delete(held)
                     return None
+                checked = True
                 readiness = await self.sessions.reply_readiness(sid)
             except StoreError as e:
                 stalls += 1

@@ -146,12 +146,20 @@ class Calls(Recording):
         )
 
 
+class CountingLog(MemoryReplyLog):
+    reads = 0
+
+    async def get_sent(self, session: SessionId, message_id: str) -> SentReply | None:
+        self.reads += 1
+        return await super().get_sent(session, message_id)
+
+
 @contextlib.asynccontextmanager
 async def consuming(
     url: str, dlq: str | None, sessions: FakeSessions, endpoint: str, settings: OutboundSettings = QUICK
-) -> AsyncIterator[tuple[OutboundConsumer, MemoryReplyLog, Calls]]:
+) -> AsyncIterator[tuple[OutboundConsumer, CountingLog, Calls]]:
     """A started consumer whose SQS calls are recorded."""
-    log = MemoryReplyLog()
+    log = CountingLog()
     replies = Replies(sessions, log, MessageCache(100))
     c = OutboundConsumer(url, sessions, replies, settings, dlq_url=dlq, endpoint_url=endpoint)
     await c.start()
@@ -221,14 +229,15 @@ async def test_a_reply_waits_for_its_session_kept_invisible_and_received_once(
     sessions = FakeSessions()
     sessions.readiness["s1"] = Readiness.WAIT
     enqueue(sqs, url, reply(1), reply(2), reply(3, session="s2"))
-    async with consuming(url, dlq, sessions, sqs_endpoint) as (c, _, calls):
+    async with consuming(url, dlq, sessions, sqs_endpoint) as (c, log, calls):
         await until(lambda: sessions.texts() == ["reply 3"])
         await asyncio.sleep(5)  # 2.5 times the visibility timeout
+        assert log.reads == 2, "read once for each group's first reply, not at every look at the session"
         assert sessions.texts() == ["reply 3"] and c.held == 2
         sessions.readiness["s1"] = Readiness.READY
         await until(lambda: len(sessions.sent) == 3)
         await until(lambda: depth(sqs, url) == 0)
-    assert sessions.texts() == ["reply 3", "reply 1", "reply 2"]
+    assert sessions.texts() == ["reply 3", "reply 1", "reply 2"] and log.reads == 3
     assert sorted(calls.received().values()) == [1, 1, 1], "a waiting reply is never received again"
     assert c.extended >= 4 and c.handed_back == 0
     assert dead_letters(sqs, dlq) == []
