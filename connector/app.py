@@ -15,10 +15,11 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from connector.api import API_KEY_KEY, MANAGER_KEY, add_routes, auth_middleware, error_middleware
+from connector.api import API_KEY_KEY, MANAGER_KEY, REPLIES_KEY, add_routes, auth_middleware, error_middleware
 from connector.config import ROOT, Config
 from connector.manager import SessionManager
 from connector.publish import InboundPublisher, MemoryPublisher
+from connector.replies import Replies
 from connector.sidecar import BridgeClient, BridgeCommand
 from connector.sidecar.client import BridgeFactory, BridgeHost
 from connector.sidecar.types import DECRYPTED_MESSAGE_TYPE
@@ -145,13 +146,16 @@ def create_app(
         lid_map=stores.lid_map,
         publisher=publisher,
         leases=stores.leases,
+        reply_log=stores.reply_log,
         on_fatal=on_fatal,
     )
+    replies = Replies(manager, stores.reply_log, manager.messages)
 
     app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[CONFIG_KEY] = cfg
     app[API_KEY_KEY] = cfg.api_key
     app[MANAGER_KEY] = manager
+    app[REPLIES_KEY] = replies
     add_routes(app)
 
     seen: set[int] = set()
@@ -167,7 +171,8 @@ def create_app(
         consumer = OutboundConsumer(
             cfg.outbound_queue_url,
             manager,
-            stores.reply_log,
+            replies,
+            cfg.outbound,
             dlq_url=cfg.outbound_queue_dlq_url,
             region=cfg.aws_region,
             endpoint_url=cfg.aws_endpoint_url,

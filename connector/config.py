@@ -26,7 +26,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connector.errors import ConfigError
-from connector.resources import AUTH_TABLE, IDEMPOTENCY_TABLE, LID_MAP_TABLE
+from connector.resources import AUTH_TABLE, IDEMPOTENCY_TABLE, LID_MAP_TABLE, OUTBOUND_QUEUE
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BRIDGE_SCRIPT = ROOT / "bridge" / "dist" / "main.js"
@@ -86,6 +86,8 @@ class Config(BaseSettings):
     """This connector's lease owner id; unset = ``connector.lease.default_owner_id()`` (host, pid, random)."""
     lease_ttl_s: float = Field(30.0, ge=1, validation_alias=_alias("LEASE_TTL_S"))
     lease_renew_s: float = Field(10.0, gt=0, validation_alias=_alias("LEASE_RENEW_S"))
+    outbound_max_held: int = Field(1000, ge=1, validation_alias=_alias("OUTBOUND_MAX_HELD"))
+    """Replies the outbound consumer keeps in flight while their sessions are not open yet (``OutboundSettings``)."""
     spool_dir: Path = Field(Path(".data/spool"), validation_alias=_alias("SPOOL_DIR"))
     spool_max_bytes: int = Field(1 << 30, ge=1 << 20, validation_alias=_alias("SPOOL_MAX_BYTES"))
     """Beyond this the spool takes nothing more: envelopes wait unacknowledged and the connector reports degraded."""
@@ -147,6 +149,10 @@ class Config(BaseSettings):
         names = [f.name for f in dataclasses.fields(SessionSettings) if f.name in type(self).model_fields]
         return SessionSettings(**{name: getattr(self, name) for name in names})
 
+    @property
+    def outbound(self) -> OutboundSettings:
+        return OutboundSettings(max_held=self.outbound_max_held)
+
 
 @dataclass(frozen=True)
 class SessionSettings:
@@ -180,6 +186,40 @@ class SessionSettings:
     """How long a connect waits for the previous socket's key writes still running here (the bridge gives up on a
     call after 30 s, but the write it started may still land)."""
     """Recently seen message contents kept for Baileys' retry requests (``message.get``), over all sessions."""
+
+
+@dataclass(frozen=True)
+class OutboundSettings:
+    """How the outbound consumer (``connector.outbound``) holds replies. ``Config.outbound`` sets ``max_held``; the
+    timings are the queue's (``OUTBOUND_QUEUE``) and change only in tests."""
+
+    max_held: int = 1000
+    """Replies kept in flight at most (waiting for their session, or being sent); beyond it a reply whose session is
+    not open is handed back for ``overflow_delay_s``."""
+    wait_time_s: int = 20
+    """The receive's long poll."""
+    visibility_s: float = OUTBOUND_QUEUE.visibility_timeout_s
+    """How long a receive hides a message (the queue's visibility timeout)."""
+    extend_s: int = 30
+    """Each extension hides a held message this long from then on."""
+    renew_before_s: float = 10.0
+    """A held message is extended when less than this is left of its visibility."""
+    tick_s: float = 1.0
+    """How often held messages' visibility is checked, and a waiting reply's session asked again."""
+    overflow_delay_s: int = 60
+    """Visibility of a reply handed back because ``max_held`` are held (the same whatever its receive count)."""
+    send_attempts: int = 5
+    """Sends of one reply that fail in the bridge before it goes to the DLQ (retried in place: its chat waits)."""
+    retry_base_s: float = 1.0
+    retry_max_s: float = 30.0
+    """Backoff between failed attempts (sends, store calls): doubling from the base, capped."""
+    max_receive_count: int = OUTBOUND_QUEUE.max_receive_count
+    """The queue's ``maxReceiveCount``: a message received that often would go to the DLQ without a reason at its
+    next receive, so it is not handed back but dead-lettered with one."""
+
+    def __post_init__(self) -> None:
+        if not self.tick_s < self.renew_before_s < min(self.visibility_s, self.extend_s):
+            raise ValueError("renew_before_s must be between tick_s and the visibility (a held message never lapses)")
 
 
 _ALIASES: dict[str, str] = {

@@ -154,8 +154,16 @@ def event_id(session_id: str, chat_jid: str, from_me: bool, participant: str | N
 
 
 def reply_id(event_id: str, index: int) -> str:
-    """Id of the ``index``-th reply to ``event_id``: the ``outbound.fifo`` dedup id and the send record's key."""
+    """Id of the ``index``-th reply to ``event_id``: the ``outbound.fifo`` dedup id, and what its WhatsApp message id
+    (the send record's key) is derived from."""
     return _digest("re1", event_id, index)
+
+
+def api_reply_id(session_id: str, idempotency_key: str) -> str:
+    """Id of what an API request sends with ``Idempotency-Key: <idempotency_key>``: the same key for the same session
+    is the same WhatsApp message (``whatsapp_message_id``), however often and whenever it is retried; another
+    session's same key is another message."""
+    return _digest("ik1", session_id, idempotency_key)
 
 
 def whatsapp_message_id(reply_id: str) -> str:

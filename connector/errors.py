@@ -72,6 +72,14 @@ class SessionGone(SessionError):
     so nothing of it is written back after the wipe (the bridge gets an error answer)."""
 
 
+# ---- sending ----
+
+
+class IdempotencyKeyReused(RelayError):
+    """An API send whose ``Idempotency-Key`` already sent another request (another recipient, text or quote) from
+    the same session: refused, since answering with that message would claim that this request was sent."""
+
+
 # ---- the bridge sidecar (its wire codes map onto these in ``connector.sidecar.errors``) ----
 
 

@@ -8,7 +8,9 @@
   starts the next socket: a write the bridge gave up waiting for may still be running here. A write the store's
   fence rejects (``LeaseLost``: another connector owns the session now) is refused as well, and the session manager
   is told at once so it closes the socket.
-- ``message.get``: Baileys' ``getMessage`` for retries, answered from the message cache.
+- ``message.get``: Baileys' ``getMessage`` for retries, answered from the message cache, else from the reply log's
+  send records (what this connector sent, with its content, for the log's TTL): a retry the contact's phone asks
+  for after a restart (or after the bounded cache forgot the message) can still be answered.
 - events: ``connection.update`` goes to the session manager (state and close policy); ``messages.upsert`` to the
   ingest (→ the inbound queue); LID/PN pairs from every event that carries them to the LID feed. A failing handler
   is logged and never stops the bridge's event lane.
@@ -24,13 +26,13 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 from connector.contracts import Account
-from connector.errors import LeaseLost, SessionGone
+from connector.errors import LeaseLost, SessionGone, StoreError
 from connector.ingest import Ingest
 from connector.lidfeed import LidFeed
 from connector.messagecache import MessageCache
 from connector.session import Session
 from connector.sidecar.types import ConnectionUpdate, LidMappingUpdate, MessageKey, MessagesUpsert, WireModel
-from connector.store.abstract import AuthStore
+from connector.store.abstract import AuthStore, ReplyLog
 from connector.tasks import spawn
 from connector.types import SessionId
 
@@ -55,6 +57,7 @@ class RelayHost:
         ingest: Ingest,
         lid_feed: LidFeed,
         messages: MessageCache,
+        sent: ReplyLog | None = None,
     ) -> None:
         self.sessions = sessions
         self.auth = auth
@@ -64,6 +67,7 @@ class RelayHost:
         self.messages = messages
         self._writes: dict[SessionId, int] = {}
         self._quiet = asyncio.Condition()
+        self.sent = sent
 
     # ---- storage calls ----
 
@@ -110,9 +114,17 @@ class RelayHost:
                 self._quiet.notify_all()
 
     async def message_get(self, session: SessionId, key: MessageKey) -> dict[str, Any] | None:
-        content = self.messages.content(session, key.id or "")
+        message_id = key.id or ""
+        content = self.messages.content(session, message_id)
+        if content is None and self.sent is not None and message_id:
+            try:
+                record = await self.sent.get_sent(session, message_id)
+            except StoreError as e:
+                log.warning("message.get for %s of %s: the reply log failed (%s)", message_id, session, e)
+                record = None
+            content = record.content if record is not None else None
         if content is None:
-            log.info("message.get for %s of %s: not in the cache", key.id, session)
+            log.info("message.get for %s of %s: not in the cache nor among our sends", message_id, session)
         return content
 
     def _writable(self, session: SessionId) -> None:

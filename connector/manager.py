@@ -44,14 +44,14 @@ from connector.ownership import Ownership
 from connector.policy import STOPPED_BECAUSE, Action, on_close
 from connector.publish.abstract import InboundPublisher
 from connector.retries import Retries
-from connector.session import PAIRING, TERMINAL, Session, SessionState
+from connector.session import PAIRING, TERMINAL, Readiness, Session, SessionState, reply_readiness
 from connector.sidecar.client import BridgeFactory
 from connector.sidecar.errors import NoSocket, SocketExists
 from connector.sidecar.supervisor import BridgeSupervisor
 from connector.sidecar.types import ConnectionUpdate
 from connector.stale import StaleWatch
 from connector.startqueue import FlapBreaker, StartQueue
-from connector.store.abstract import AuthStore, LeaseStore, LidMapStore
+from connector.store.abstract import AuthStore, LeaseStore, LidMapStore, ReplyLog
 from connector.tasks import cancel, spawn
 from connector.types import Jid, SessionId
 
@@ -66,9 +66,11 @@ class SessionManager:
         lid_map: LidMapStore,
         publisher: InboundPublisher,
         leases: LeaseStore | None = None,
+        reply_log: ReplyLog | None = None,
         on_fatal: Callable[[int], None] | None = None,
     ) -> None:
-        """Without ``leases`` nothing fences the auth store: safe only with one connector per table."""
+        """Without ``leases`` nothing fences the auth store: safe only with one connector per table. ``reply_log``
+        (what ``connector.replies`` records) answers Baileys' retries for messages the message cache no longer has."""
         self.log = logging.getLogger("wa_relay.manager")
         self.settings = settings
         self.auth = auth
@@ -77,7 +79,13 @@ class SessionManager:
         self.messages = MessageCache(settings.message_cache_size)
         self.ingest = Ingest(publisher, self.lid_feed, self.messages, self)
         self.host = RelayHost(
-            self.sessions, auth, self, ingest=self.ingest, lid_feed=self.lid_feed, messages=self.messages
+            self.sessions,
+            auth,
+            self,
+            ingest=self.ingest,
+            lid_feed=self.lid_feed,
+            messages=self.messages,
+            sent=reply_log,
         )
         self.bridge = bridge(self.host)
         self.supervisor = BridgeSupervisor(
@@ -330,6 +338,17 @@ class SessionManager:
             self.ingest.own_send(sid, sent_id)  # an id Baileys chose: its echo may already have been published
         s.log.info("message %s sent to %s", sent_id, to)
         return sent_id
+
+    async def reply_readiness(self, sid: SessionId) -> Readiness:
+        """What a reply for ``sid`` can do now (``connector.session.reply_readiness``; the outbound consumer asks).
+        A session not in the registry is gone unless its creds are stored and it is not being deleted: then another
+        connector created it, and discovery has not brought it here yet."""
+        s = self.sessions.get(sid)
+        if s is not None:
+            return reply_readiness(s)
+        if sid in self._deleting or await self.auth.get_creds(sid) is None:
+            return Readiness.UNKNOWN
+        return Readiness.ELSEWHERE
 
     async def release_receipts(self, session: SessionId, ids: list[str]) -> None:
         """The ingest's receipt sink: these messages are durable, their held delivery receipts may go."""

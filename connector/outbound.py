@@ -1,100 +1,168 @@
-"""Consumer of ``outbound.fifo``: sends each reply through the session manager exactly once (DESIGN section 5).
+"""Consumer of ``outbound.fifo``: sends each reply once, in its chat's order, as soon as its session can (DESIGN
+section 5).
 
-For each message: parse ``OutboundReply``; if the ``ReplyLog`` already has its ``reply_id``, it was sent before a
-crash or redelivery, so only delete it; else send it to ``to`` exactly as given with the WhatsApp message id derived
-from the reply id (``whatsapp_message_id``: a re-send after a crash is the same WhatsApp message, which the phone
-drops), record it as sent, then delete it.
+A received message is *held* until it is deleted, dead-lettered or handed back, and stays invisible to other
+receivers meanwhile: shortly before the visibility a receive gave it runs out, it is extended (``OutboundSettings``:
+checked every ``tick_s``, extended when less than ``renew_before_s`` is left, to ``extend_s`` from then, ten per
+call). A reply that waits for its session, or a send that is slow, is therefore never received a second time, and
+waiting costs no receive towards the queue's ``maxReceiveCount``. A message whose extension is refused (its receipt
+is no longer valid: it lapsed and may have been received again) is let go without being deleted.
 
-- Malformed bodies go to ``OUTBOUND_QUEUE_DLQ_URL`` (if set) as they are, are logged at ERROR without the body, and
-  are deleted: retrying them cannot help.
-- A reply whose session is not open (or unknown here, or the bridge is down) is left in the queue: its visibility is
-  changed to a backoff growing with its receive count (5 s … 5 min), so it is retried later and, after the queue's
-  ``maxReceiveCount``, lands in the DLQ. Within a message group (one chat) the replies behind it in the same batch are
-  left too, so a chat's replies never overtake each other.
-- Groups of one batch are processed concurrently, each in order.
-- Stopping cancels the loop; a reply cancelled between send and delete is delivered again and found in the
-  ``ReplyLog`` (or, if the record did not land, re-sent under the same WhatsApp id).
+Each reply is parsed (``OutboundReply``; a malformed one goes to the DLQ), and its WhatsApp id is derived from the
+reply id (``whatsapp_message_id``: a re-send after a crash is the same WhatsApp message, which the phone drops). If
+the reply log already has its send record, it went out before a crash or a redelivery and is only deleted.
+Otherwise its session decides (``SessionManager.reply_readiness``):
+
+- ready (open here): sent to ``to`` exactly as given, recorded with its content (``connector.replies``), then
+  deleted. A send that fails in the bridge is retried in place with backoff, the chat's later replies behind it;
+  after ``send_attempts`` failures it goes to the DLQ. Store failures (the record check, the record) are retried
+  the same way without a limit: the reply is not at fault.
+- wait (starting, QR, connecting, reconnecting, held back by the flap breaker, conflict, stopped): kept, and its
+  session asked again every ``tick_s``. After a restart, when sessions come back one every few seconds through the
+  start queue, every reply waits for its own session however long that takes. At most ``max_held`` messages are
+  held; a reply that would start waiting beyond that is handed back for ``overflow_delay_s``, a fixed delay (what
+  it waits for does not depend on how often it was received).
+- gone (no such session here nor stored, deleted, logged out, pairing expired): to the DLQ at once.
+- elsewhere (another connector holds the session's lease): handed back at once, for that one to take. With several
+  connectors on one queue each bounce still counts as a receive; DESIGN section 11's per-connector outbound queues
+  remove that, and are not built yet.
+
+A chat is one message group. SQS delivers a group's messages in order and none of them while one is held, and here
+each group is worked through in order by its own task: a reply never overtakes an earlier one of its chat, and one
+chat waiting holds up no other. A reply handed back takes the rest of its group back with it, with the same delay.
+
+Dead letters go to ``OUTBOUND_QUEUE_DLQ_URL`` (if set; else they are dropped and logged at ERROR) with their body as
+it was, their group, and as message attributes ``reason`` (``malformed``, ``session_unknown``, ``session_wiped``,
+``send_failed``, ``held_limit``, ``session_elsewhere``), ``origin`` = ``outbound``, ``session`` (when known),
+``detail`` (what went wrong; never message text) and ``receive_count``. A message received ``max_receive_count``
+times would reach the DLQ through the queue's redrive at its next receive, without a reason, so one that would be
+handed back then is dead-lettered here instead, with the reason it was handed back for.
+
+A connector with no open session receives nothing: a standby (or one whose sessions another connector owns) must not
+take replies it cannot send. Stopping cancels the work and hands every held message back at once (visibility 0); a
+reply cancelled between send and delete is received again and found in the reply log (or, if the record did not
+land, re-sent under the same WhatsApp id).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from contextlib import AsyncExitStack
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 import aioboto3  # type: ignore[import-untyped]
 from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from pydantic import ValidationError
 
 from connector.aws import open_client
+from connector.config import OutboundSettings
 from connector.contracts import OutboundReply, whatsapp_message_id
-from connector.errors import RelayError, SessionOwnedElsewhere
-from connector.store.abstract import ReplyLog
+from connector.errors import SessionError, SessionOwnedElsewhere, SidecarNotConnected, StoreError
+from connector.replies import Replies
+from connector.resources import SQS_BATCH_MAX
+from connector.session import Readiness
+from connector.store.abstract import SentReply
 from connector.tasks import cancel, spawn
 from connector.types import SessionId
 
-WAIT_TIME_S = 20
 MAX_MESSAGES = 10
-OWNED_ELSEWHERE = object()
-"""``_process`` result: the reply belongs to a session another connector owns."""
+IDLE_POLL_S = 1.0
+DETAIL_MAX = 256
+LET_GO = ("ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidParameterValue")
+"""Refusals of a visibility change that mean the receipt no longer holds the message: it lapsed (and may be
+someone else's now), or it was held for SQS's 12 hours at most since its receive. Other refusals are retried."""
 
 
-class ReplySender(Protocol):
-    async def send_text(
-        self,
-        sid: SessionId,
-        to: str,
-        text: str,
-        *,
-        message_id: str | None = None,
-        quoted: dict[str, Any] | None = None,
-        quoted_id: str | None = None,
-    ) -> str: ...
-
+class ReplySessions(Protocol):
     def has_open_sessions(self) -> bool:
         """Whether any session is open here. A connector with none (a standby, or one whose sessions are all owned
         by another connector) does not take replies off the shared queue: each receive would count towards the
         DLQ's maxReceiveCount while only the owner can send them."""
         ...
 
+    async def reply_readiness(self, sid: SessionId) -> Readiness: ...
 
-IDLE_POLL_S = 1.0
+
+@dataclass(eq=False)
+class Held:
+    """A message this connector holds, and until when (``time.monotonic()``) SQS keeps it invisible."""
+
+    message: dict[str, Any]
+    visible_until: float
+    lost: bool = False
+    """Its receipt was refused: let it go without deleting it."""
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return self.message.get("Attributes") or {}
+
+    @property
+    def group(self) -> str:
+        return self.attributes.get("MessageGroupId", "")
+
+    @property
+    def receive_count(self) -> int:
+        return int(self.attributes.get("ApproximateReceiveCount") or 1)
+
+    @property
+    def receipt(self) -> str:
+        return str(self.message["ReceiptHandle"])
+
+    @property
+    def id(self) -> str:
+        return str(self.message.get("MessageId", ""))
+
+
+class Back(NamedTuple):
+    """A message (and the rest of its group) goes back to the queue, visible again after ``delay`` seconds."""
+
+    delay: int
+    reason: str | None
+    """The DLQ reason if it already was received ``max_receive_count`` times (``None``: the redrive may take it)."""
 
 
 class OutboundConsumer:
     def __init__(
         self,
         queue_url: str,
-        sender: ReplySender,
-        reply_log: ReplyLog,
+        sessions: ReplySessions,
+        replies: Replies,
+        settings: OutboundSettings | None = None,
         *,
         dlq_url: str | None = None,
         region: str = "us-east-1",
         endpoint_url: str | None = None,
         session: aioboto3.Session | None = None,
-        wait_time_s: int = WAIT_TIME_S,
-        retry_base_s: int = 5,
-        retry_max_s: int = 300,
     ) -> None:
         self.log = logging.getLogger("wa_relay.outbound")
         self.queue_url = queue_url
-        self.sender = sender
-        self.reply_log = reply_log
+        self.sessions = sessions
+        self.replies = replies
+        self.settings = settings or OutboundSettings()
         self.dlq_url = dlq_url
         self.region = region
         self.endpoint_url = endpoint_url
         self.session = session or aioboto3.Session()
-        self.wait_time_s = wait_time_s
-        self.retry_base_s = retry_base_s
-        self.retry_max_s = retry_max_s
         self.sent = 0
         self.duplicates = 0
         self.malformed = 0
-        self.deferred = 0
+        self.dead_lettered = 0
+        self.handed_back = 0
+        self.extended = 0
+        self._held: set[Held] = set()
+        self._groups: dict[str, deque[Held]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
         self._client: Any = None
         self._stack: AsyncExitStack | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
 
     async def start(self) -> None:
         self._client, self._stack = await open_client(
@@ -103,30 +171,43 @@ class OutboundConsumer:
             region=self.region,
             endpoint_url=self.endpoint_url,
             # read_timeout must exceed the long poll's WaitTimeSeconds.
-            config=BotoConfig(read_timeout=self.wait_time_s + 15, connect_timeout=5),
+            config=BotoConfig(read_timeout=self.settings.wait_time_s + 15, connect_timeout=5),
         )
-        self._task = spawn(self._run(), name="outbound-consumer")
+        self._tasks = [
+            spawn(self._run(), name="outbound-consumer"),
+            spawn(self._keep_invisible(), name="outbound-visibility"),
+        ]
         self.log.info("consuming %s", self.queue_url)
 
     async def stop(self) -> None:
-        await cancel(self._task)
-        self._task = None
+        for task in [*self._tasks, *self._workers.values()]:
+            await cancel(task)
+        self._tasks = []
+        if self._client is not None and self._held:
+            held = [h for h in self._held if not h.lost]
+            self.log.info("handing %d held replies back to the queue", len(held))
+            await self._change_visibility(held, 0)
+        self._held.clear()
+        self._groups.clear()
+        self._workers.clear()
         if self._stack is not None:
             await self._stack.aclose()
             self._stack = None
         self._client = None
 
+    # ---- receiving ----
+
     async def _run(self) -> None:
         backoff = 1.0
         while True:
-            if not self.sender.has_open_sessions():
+            if not self.sessions.has_open_sessions():
                 await asyncio.sleep(IDLE_POLL_S)
                 continue
             try:
                 resp = await self._client.receive_message(
                     QueueUrl=self.queue_url,
                     MaxNumberOfMessages=MAX_MESSAGES,
-                    WaitTimeSeconds=self.wait_time_s,
+                    WaitTimeSeconds=self.settings.wait_time_s,
                     MessageSystemAttributeNames=["All"],
                 )
             except Exception as e:
@@ -135,103 +216,225 @@ class OutboundConsumer:
                 backoff = min(60.0, backoff * 2)
                 continue
             backoff = 1.0
-            messages = resp.get("Messages") or []
-            if messages:
-                await self.process_batch(messages)
+            self.take(resp.get("Messages") or [])
 
-    async def process_batch(self, messages: list[dict[str, Any]]) -> None:
-        groups: dict[str, list[dict[str, Any]]] = {}
+    def take(self, messages: list[dict[str, Any]]) -> None:
+        """Hold received messages and queue each behind its group's earlier ones (a group's task starts with its
+        first message and ends with its last)."""
+        now = time.monotonic()
         for m in messages:
-            group = (m.get("Attributes") or {}).get("MessageGroupId", "")
-            groups.setdefault(group, []).append(m)
-        await asyncio.gather(*(self._process_group(g) for g in groups.values()))
+            held = Held(m, now + self.settings.visibility_s)
+            self._held.add(held)
+            queue = self._groups.get(held.group)
+            if queue is None:
+                queue = self._groups[held.group] = deque()
+                self._workers[held.group] = spawn(self._drain(held.group, queue), name=f"outbound-{held.group}")
+            queue.append(held)
 
-    async def _process_group(self, messages: list[dict[str, Any]]) -> None:
-        for i, m in enumerate(messages):
-            try:
-                done = await self._process(m)
-            except Exception:
-                self.log.exception("outbound message %s failed", m.get("MessageId"))
-                done = False
-            if done is not True:
-                # The rest of the group waits exactly as long, so the chat's order holds when they come back. A
-                # reply for a session another connector owns goes back at once: only the owner can send it. (With
-                # several connectors on one queue every such bounce still counts as a receive towards the DLQ;
-                # DESIGN section 11's per-connector outbound queues remove that, and are not built yet.)
-                delay = 0 if done is OWNED_ELSEWHERE else self._retry_delay(m)
-                for rest in messages[i:]:
-                    await self._defer(rest, delay)
-                return
-
-    async def _process(self, m: dict[str, Any]) -> bool | object:
-        """True once the message is handled and deleted; False to leave it for a later retry; ``OWNED_ELSEWHERE``
-        to hand it back at once."""
+    async def _drain(self, group: str, queue: deque[Held]) -> None:
         try:
-            reply = OutboundReply.model_validate_json(m.get("Body", ""))
+            while queue:
+                back = await self._settle(queue[0])
+                if back is None:
+                    self._held.discard(queue.popleft())
+                    continue
+                rest = list(queue)
+                queue.clear()
+                await self._hand_back(rest, back)
+        except Exception:
+            self.log.exception("outbound group %s failed; its replies are handed back", group)
+            rest = list(queue)
+            queue.clear()
+            await self._hand_back(rest, Back(self.settings.overflow_delay_s, None))
+        finally:
+            self._groups.pop(group, None)
+            self._workers.pop(group, None)
+
+    # ---- one reply ----
+
+    async def _settle(self, held: Held) -> Back | None:
+        """Work on one held message until it is done (``None``: deleted, dead-lettered or let go) or goes back."""
+        if held.lost:
+            return None
+        try:
+            reply = OutboundReply.model_validate_json(held.message.get("Body", ""))
         except ValidationError as e:
-            await self._dead_letter(m, e)
-            return True
+            self.malformed += 1
+            first = e.errors(include_input=False)[0] if e.errors() else {"loc": (), "msg": "invalid"}
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            return await self._dead_letter(held, "malformed", f"{where}: {first['msg']}")
+        sid = SessionId(reply.session_id)
         rlog = self.log.getChild(reply.session_id)
-        already = await self.reply_log.sent_message_id(reply.reply_id)
-        if already:
-            self.duplicates += 1
-            rlog.info("reply %s was already sent as %s; deleting the redelivery", reply.reply_id, already)
-            await self._delete(m)
-            return True
         message_id = whatsapp_message_id(reply.reply_id)
-        try:
-            sent = await self.sender.send_text(
-                SessionId(reply.session_id),
-                reply.to,
-                reply.text,
-                message_id=message_id,
-                quoted=reply.quoted.model_dump(exclude_none=True) if reply.quoted else None,
-            )
-        except SessionOwnedElsewhere:
-            rlog.debug("reply %s is for a session another connector owns; handed back", reply.reply_id)
-            return OWNED_ELSEWHERE
-        except RelayError as e:
-            rlog.info("reply %s not sent now (%s); retried later", reply.reply_id, e)
-            return False
-        await self.reply_log.record_sent(reply.reply_id, sent or message_id)
-        self.sent += 1
-        rlog.info("reply %s sent as %s to %s", reply.reply_id, sent or message_id, reply.to)
-        await self._delete(m)
-        return True
+        failures = stalls = 0
+        checked = waiting = False
+        while not held.lost:
+            try:
+                # Once is enough: while this connector holds the message, nobody else sends it.
+                if not checked and await self.replies.sent(sid, message_id) is not None:
+                    self.duplicates += 1
+                    rlog.info("reply %s was already sent as %s; deleting the redelivery", reply.reply_id, message_id)
+                    await self._delete(held)
+                    return None
+                checked = True
+                readiness = await self.sessions.reply_readiness(sid)
+            except StoreError as e:
+                stalls += 1
+                rlog.warning("reply %s: the store failed (%s); asked again", reply.reply_id, e)
+                await asyncio.sleep(self._backoff(stalls))
+                continue
+            stalls = 0
+            if readiness.gone:
+                return await self._dead_letter(held, readiness.value, f"session {sid}: {readiness.value}", sid)
+            if readiness is Readiness.ELSEWHERE:
+                rlog.debug("reply %s is for a session another connector owns; handed back", reply.reply_id)
+                return Back(0, "session_elsewhere")
+            if readiness is Readiness.WAIT:
+                if not waiting:
+                    if len(self._held) > self.settings.max_held:
+                        n = len(self._held)
+                        rlog.info("reply %s waits for its session, but %d are held; handed back", reply.reply_id, n)
+                        return Back(self.settings.overflow_delay_s, "held_limit")
+                    rlog.info("reply %s waits for its session to open", reply.reply_id)
+                    waiting = True
+                await asyncio.sleep(self.settings.tick_s)
+                continue
+            try:
+                sent = await self.replies.send(
+                    sid,
+                    reply.to,
+                    reply.text,
+                    message_id=message_id,
+                    quoted=reply.quoted.model_dump(exclude_none=True) if reply.quoted else None,
+                    reply_id=reply.reply_id,
+                )
+            except SessionOwnedElsewhere:
+                return Back(0, "session_elsewhere")
+            except (SessionError, SidecarNotConnected) as e:
+                # The session changed between the question and the send (closed, deleted, the bridge went down):
+                # the next question tells what to do with the reply.
+                rlog.info("reply %s not sent now (%s)", reply.reply_id, e)
+                await asyncio.sleep(self.settings.tick_s)
+                continue
+            except Exception as e:
+                failures += 1
+                if failures >= self.settings.send_attempts:
+                    return await self._dead_letter(held, "send_failed", f"{type(e).__name__}: {e}", sid)
+                rlog.warning("sending reply %s failed (%s); retried", reply.reply_id, e)
+                await asyncio.sleep(self._backoff(failures))
+                continue
+            await self._record(held, sent)
+            self.sent += 1
+            rlog.info("reply %s sent as %s to %s", reply.reply_id, sent.message_id, reply.to)
+            await self._delete(held)
+            return None
+        return None
 
-    def _retry_delay(self, m: dict[str, Any]) -> int:
-        count = int((m.get("Attributes") or {}).get("ApproximateReceiveCount", "1") or 1)
-        return int(min(self.retry_max_s, self.retry_base_s * 2 ** max(0, count - 1)))
+    async def _record(self, held: Held, sent: SentReply) -> None:
+        """The send record, retried while the message is held: deleted without it, the reply would be sent again if
+        the function queued it again; left in the queue, it is received again and re-sent under the same id."""
+        attempt = 0
+        while not held.lost:
+            try:
+                await self.replies.record(sent)
+                return
+            except StoreError as e:
+                attempt += 1
+                self.log.warning("recording %s as sent failed (%s); retried", sent.message_id, e)
+                await asyncio.sleep(self._backoff(attempt))
 
-    async def _defer(self, m: dict[str, Any], delay: int) -> None:
-        self.deferred += 1
+    def _backoff(self, attempt: int) -> float:
+        return float(min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** max(0, attempt - 1)))
+
+    # ---- SQS ----
+
+    async def _keep_invisible(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.tick_s)
+            now = time.monotonic()
+            due = [h for h in self._held if not h.lost and h.visible_until - now < self.settings.renew_before_s]
+            if not due:
+                continue
+            refused = await self._change_visibility(due, self.settings.extend_s)
+            for h in due:
+                code = refused.get(h)
+                if code is None:
+                    h.visible_until = now + self.settings.extend_s
+                    self.extended += 1
+                elif code.endswith(LET_GO):
+                    h.lost = True
+                    self._held.discard(h)
+                    self.log.warning("outbound message %s can no longer be held (%s); let go", h.id, code)
+
+    async def _change_visibility(self, helds: list[Held], seconds: int) -> dict[Held, str]:
+        """Make ``helds`` visible again ``seconds`` from now, ten per call; returns the refused ones with SQS's code
+        (all of a call that failed as a whole: ``"failed"``)."""
+        refused: dict[Held, str] = {}
+        for start in range(0, len(helds), SQS_BATCH_MAX):
+            chunk = helds[start : start + SQS_BATCH_MAX]
+            entries = [
+                {"Id": str(i), "ReceiptHandle": h.receipt, "VisibilityTimeout": int(seconds)}
+                for i, h in enumerate(chunk)
+            ]
+            try:
+                resp = await self._client.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
+            except Exception as e:
+                self.log.warning("changing the visibility of %d outbound messages failed: %s", len(chunk), e)
+                refused.update((h, "failed") for h in chunk)
+                continue
+            for failure in resp.get("Failed") or []:
+                refused[chunk[int(failure["Id"])]] = str(failure.get("Code", ""))
+        return refused
+
+    async def _hand_back(self, helds: list[Held], back: Back) -> None:
+        """Stop holding ``helds``; visible again after ``back.delay`` (a refused change lapses by itself within the
+        visibility left). One at ``max_receive_count`` goes to the DLQ with ``back.reason`` instead."""
+        for h in helds:
+            self._held.discard(h)
+        helds = [h for h in helds if not h.lost]
+        if back.reason is not None:
+            for h in [h for h in helds if h.receive_count >= self.settings.max_receive_count]:
+                if await self._dead_letter(h, back.reason, f"received {h.receive_count} times, still not sendable"):
+                    continue  # the DLQ refused it: the redrive takes it
+                helds.remove(h)
+        if helds:
+            self.handed_back += len(helds)
+            await self._change_visibility(helds, back.delay)
+
+    async def _delete(self, held: Held) -> None:
         try:
-            await self._client.change_message_visibility(
-                QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=int(delay)
-            )
+            await self._client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=held.receipt)
         except Exception as e:
-            self.log.warning("could not defer outbound message %s: %s", m.get("MessageId"), e)
+            self.log.warning("deleting outbound message %s failed (%s); it will be received again", held.id, e)
 
-    async def _delete(self, m: dict[str, Any]) -> None:
-        await self._client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
-
-    async def _dead_letter(self, m: dict[str, Any], error: ValidationError) -> None:
-        self.malformed += 1
-        first = error.errors(include_input=False)[0] if error.errors() else {"loc": (), "msg": "invalid"}
-        where = ".".join(str(p) for p in first["loc"]) or "body"
+    async def _dead_letter(self, held: Held, reason: str, detail: str, session: str | None = None) -> Back | None:
+        """Move ``held`` to the DLQ with why (``None``: done). If the DLQ refuses it, it goes back for a while."""
         if self.dlq_url:
-            attrs = m.get("Attributes") or {}
-            await self._client.send_message(
-                QueueUrl=self.dlq_url,
-                MessageBody=m.get("Body") or "(empty)",
-                MessageGroupId=attrs.get("MessageGroupId") or "malformed",
-                MessageDeduplicationId=m.get("MessageId", "malformed")[:128],
-            )
+            attributes = {
+                "reason": reason,
+                "origin": "outbound",
+                "session": session or "",
+                "detail": "".join(c if c.isprintable() else "?" for c in detail)[:DETAIL_MAX],
+                "receive_count": str(held.receive_count),
+            }
+            try:
+                await self._client.send_message(
+                    QueueUrl=self.dlq_url,
+                    MessageBody=held.message.get("Body") or "(empty)",
+                    MessageGroupId=held.group or "outbound",
+                    MessageDeduplicationId=held.id[:128] or reason,
+                    MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items() if v},
+                )
+            except Exception as e:
+                self.log.warning("moving outbound message %s to the DLQ failed (%s); it comes back later", held.id, e)
+                return Back(self.settings.overflow_delay_s, None)
+        self.dead_lettered += 1
         self.log.error(
-            "malformed outbound message %s (%s: %s); %s",
-            m.get("MessageId"),
-            where,
-            first["msg"],
+            "outbound message %s %s (%s: %s)",
+            held.id,
             "moved to the DLQ" if self.dlq_url else "dropped (no OUTBOUND_QUEUE_DLQ_URL)",
+            reason,
+            detail,
         )
-        await self._delete(m)
+        await self._delete(held)
+        return None

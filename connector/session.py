@@ -38,6 +38,27 @@ PAIRING = frozenset({SessionState.QR, SessionState.PAIRING_CODE})
 """The QR window is open: the creds are not registered yet."""
 
 
+class Readiness(enum.StrEnum):
+    """What a reply for a session can do now (``reply_readiness``); the gone ones name the reason."""
+
+    READY = "ready"
+    """Open here: send it."""
+    WAIT = "wait"
+    """Not open yet, and expected to be (starting, QR, connecting, reconnecting, held by the flap breaker; also a
+    conflict or a stop, which a restart or an operator ends): keep it until the session opens."""
+    ELSEWHERE = "elsewhere"
+    """Another connector holds the session's lease: only that one can send it."""
+    UNKNOWN = "session_unknown"
+    """Gone: no such session here nor in the store (never created, or deleted)."""
+    WIPED = "session_wiped"
+    """Gone: logged out, or its pairing expired; its creds and keys are wiped (linked again, it may be another
+    account)."""
+
+    @property
+    def gone(self) -> bool:
+        return self in (Readiness.UNKNOWN, Readiness.WIPED)
+
+
 @dataclass
 class LastError:
     code: int | None
@@ -114,3 +135,14 @@ class Session:
     @property
     def held(self) -> bool:
         return self.held_until is not None and self.held_until > time.time()
+
+
+def reply_readiness(s: Session) -> Readiness:
+    """What a reply for the known session ``s`` can do now."""
+    if s.owner is not None:
+        return Readiness.ELSEWHERE
+    if s.state == SessionState.OPEN:
+        return Readiness.READY
+    if s.wiped and s.state in TERMINAL:
+        return Readiness.WIPED
+    return Readiness.WAIT

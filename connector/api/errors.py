@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from connector.errors import (
+    IdempotencyKeyReused,
     LeaseLost,
     SessionExists,
     SessionNotFound,
@@ -45,6 +46,9 @@ STATUSES: dict[type[Exception], tuple[int, str]] = {
     SidecarTimeout: (503, "bridge_unavailable"),
     StoreError: (503, "store_unavailable"),
     LeaseLost: (409, "session_owned_elsewhere"),
+    # 422 as draft-ietf-httpapi-idempotency-key-header says for a key reused with another payload: the request is
+    # well formed and there is no conflicting state to wait out, it can never succeed with this key.
+    IdempotencyKeyReused: (422, "idempotency_key_reused"),
 }
 _HTTP_CODES = {
     400: "bad_request",

@@ -14,6 +14,8 @@ from connector.sidecar.types import SESSION_ID_PATTERN
 from connector.stale import STALE_GUIDANCE
 
 TEXT_MAX = 65536
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,128}$"
+"""1 to 128 visible ASCII characters (a UUID, a ULID, an order number …): what ``Idempotency-Key`` accepts."""
 PHONE_PATTERN = r"^\s*\+?(?:[ ()-]*[0-9]){7,15}[ ()-]*$"
 """7 to 15 digits with the country code, optionally after ``+``, with spaces, dashes or parentheses between them."""
 JID_PATTERN = r"[0-9A-Za-z._-]+(?::[0-9]+)?@(?:s\.whatsapp\.net|lid|g\.us|broadcast|newsletter)"

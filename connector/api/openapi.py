@@ -41,7 +41,8 @@ class Operation:
     summary: str
     replies: dict[int, Reply]
     body: type[BaseModel] | None = None
-    query: list[dict[str, Any]] = field(default_factory=list)
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+    """Query and header parameters (the path's ``{id}`` is added by itself)."""
     public: bool = False
     links: dict[str, dict[str, Any]] = field(default_factory=dict)
     """OpenAPI links from the success reply: which operations take the created resource's id."""
@@ -76,7 +77,7 @@ def _operation(op: Operation, defs: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}
     if not op.public:
         out["security"] = [{"bearer": []}]
-    parameters = ([_ID_PARAM] if "{id}" in op.path else []) + op.query
+    parameters = ([_ID_PARAM] if "{id}" in op.path else []) + op.parameters
     if parameters:
         out["parameters"] = parameters
     if op.body is not None:

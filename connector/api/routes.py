@@ -6,7 +6,9 @@ route cannot exist undocumented and a documented status cannot be forgotten.
 
 Decisions: ``DELETE /v1/sessions/{id}`` stops the socket and wipes the session without unlinking the device on the
 phone; ``POST …/logout`` unlinks it too when the socket is open (the answer says whether it did). An id that cannot
-name a session (fails the id pattern) is answered 404 like an unknown one.
+name a session (fails the id pattern) is answered 404 like an unknown one. ``POST …/messages`` takes an optional
+``Idempotency-Key`` (``connector.replies.Replies.send_request``): a retry with the same key and request answers 202
+with the first message id and sends nothing; the same key with another request is 422.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from connector.api.errors import ApiError
 from connector.api.metrics import render_metrics
 from connector.api.models import (
+    IDEMPOTENCY_KEY_PATTERN,
     CreateSession,
     Deleted,
     Health,
@@ -40,13 +43,16 @@ from connector.api.models import (
 )
 from connector.api.openapi import Operation, Reply, document
 from connector.manager import SessionManager
+from connector.replies import Replies
 from connector.sidecar.types import SESSION_ID_PATTERN
 from connector.types import SessionId
 
 MANAGER_KEY = web.AppKey("session_manager", SessionManager)
+REPLIES_KEY = web.AppKey("replies", Replies)
 M = TypeVar("M", bound=BaseModel)
 
 _SESSION_RE = re.compile(SESSION_ID_PATTERN)
+_IDEMPOTENCY_KEY_RE = re.compile(IDEMPOTENCY_KEY_PATTERN)
 QR_FORMATS = ("raw", "json", "svg", "png")
 
 
@@ -62,6 +68,13 @@ def _session_id(request: web.Request) -> SessionId:
     if not _SESSION_RE.match(sid):
         raise ApiError(404, "session_not_found", f"no session {sid[:64]!r}")
     return SessionId(sid)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY_RE.fullmatch(key):
+        raise ApiError(422, "invalid_idempotency_key", "Idempotency-Key: 1 to 128 visible ASCII characters")
+    return key
 
 
 async def _body(request: web.Request, model: type[M]) -> M:
@@ -139,8 +152,10 @@ async def send_message(request: web.Request) -> web.Response:
     sid = _session_id(request)
     manager = _manager(request)
     manager.get(sid)
+    key = _idempotency_key(request)
     body = await _body(request, SendMessage)
-    message_id = await manager.send_text(sid, to_jid(body.to), body.text, quoted_id=body.quoted_id or None)
+    replies = request.app[REPLIES_KEY]
+    message_id = await replies.send_request(sid, to_jid(body.to), body.text, quoted_id=body.quoted_id or None, key=key)
     return _json(MessageAccepted(message_id=message_id), 202)
 
 
@@ -175,6 +190,16 @@ _E400 = Reply("the body is not valid JSON")
 _E413 = Reply("the body is too large")
 _E422 = Reply("the body does not match the request schema")
 _E503 = Reply("the bridge or the store is unavailable; retry later")
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Send at most once per session and key: a retry with the same key and body answers 202 with the "
+    "same message_id without sending again (for DEDUP_TTL_S, also across restarts); the same key with another body is "
+    "422 idempotency_key_reused",
+    "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN, "minLength": 1, "maxLength": 128},
+    "example": "order-1234-confirmation",
+}
 # What a client (or a stateful fuzzer) may call with the id of a session it just created. Logout is not among them:
 # it removes the session like DELETE does, and a link to it would make every later call look like a lost resource.
 _LINKS = {
@@ -211,7 +236,7 @@ OPERATIONS: list[Operation] = [
         "The current QR: the raw string, or an SVG/PNG image with ?format=",
         {200: Reply("the QR", Qr, ("application/json", "image/svg+xml", "image/png")), 401: _E401,
          404: Reply("no such session, or no QR now"), 422: Reply("unknown format")},
-        query=[{"name": "format", "in": "query", "required": False, "schema": {"enum": list(QR_FORMATS)}}],
+        parameters=[{"name": "format", "in": "query", "required": False, "schema": {"enum": list(QR_FORMATS)}}],
     ),
     Operation(
         "POST", "/v1/sessions/{id}/pairing-code", request_pairing_code, "requestPairingCode",
@@ -223,9 +248,12 @@ OPERATIONS: list[Operation] = [
     Operation(
         "POST", "/v1/sessions/{id}/messages", send_message, "sendMessage",
         "Send a text message (to: a jid exactly as the chat is addressed, or a phone number)",
-        {202: Reply("sent", MessageAccepted), 400: _E400, 401: _E401, 404: _E404,
-         409: Reply("the session is not open, or another connector owns it"), 413: _E413, 422: _E422, 503: _E503},
-        body=SendMessage,
+        {202: Reply("sent (or sent before with this Idempotency-Key)", MessageAccepted), 400: _E400, 401: _E401,
+         404: _E404, 409: Reply("the session is not open, or another connector owns it"), 413: _E413,
+         422: Reply("the body does not match the request schema, the Idempotency-Key is malformed, or it already "
+                    "sent another request"),
+         503: _E503},
+        body=SendMessage, parameters=[_IDEMPOTENCY_KEY],
     ),
     Operation(
         "POST", "/v1/sessions/{id}/logout", logout_session, "logoutSession",

@@ -9,6 +9,7 @@ from connector.store.abstract import (
     LeaseStore,
     LidMapStore,
     ReplyLog,
+    SentReply,
     SignalKeyStore,
 )
 from connector.store.memory import MemoryAuthStore, MemoryLeaseStore, MemoryLidMapStore, MemoryReplyLog
@@ -24,5 +25,6 @@ __all__ = [
     "MemoryLidMapStore",
     "MemoryReplyLog",
     "ReplyLog",
+    "SentReply",
     "SignalKeyStore",
 ]

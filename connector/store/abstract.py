@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+from connector.resources import DYNAMODB_ITEM_MAX_BYTES
 from connector.types import SessionId
 
 
@@ -70,17 +72,73 @@ class LidMapStore(ABC):
         """``{pn: lid}`` for the phone numbers that have a known LID (missing ones are left out)."""
 
 
+SENT_RECORD_MAX_BYTES = DYNAMODB_ITEM_MAX_BYTES - 4096
+"""What one send record may hold (content, recipient, ids), so its DynamoDB item stays under the 400 KB limit with
+room for the key, the attribute names, the TTL and zlib's overhead. A text is at most 65,536 characters (WhatsApp's
+limit, the API's ``TEXT_MAX``); its JSON is at most 6 bytes a character (a control character escaped as ``\\u00XX``),
+384 KiB, so the content of any such text fits without counting on compression."""
+SENT_MESSAGE_ID_MAX = 256
+"""Longer message ids are never recorded (WhatsApp's are 16 to 40 characters), so looking one up needs no read."""
+
+
+def encode_content(content: dict[str, Any]) -> bytes:
+    """The JSON in which a send record keeps a message: UTF-8, not ASCII-escaped (so its size is the text's UTF-8
+    size), lone surrogates kept as they came in."""
+    return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+
+
+def decode_content(raw: bytes) -> dict[str, Any]:
+    content = json.loads(raw.decode("utf-8", "surrogatepass"))
+    if not isinstance(content, dict):
+        raise ValueError("the content is not a JSON object")
+    return content
+
+
+@dataclass(frozen=True)
+class SentReply:
+    """One message this connector sent (an ``outbound.fifo`` reply or an API send), as the reply log keeps it.
+    Construction checks the bounds above (``ValueError``), so every record the log accepts fits in one item."""
+
+    session: SessionId
+    message_id: str
+    """The WhatsApp message id it went out as: with ``session``, the record's key."""
+    to: str
+    content: dict[str, Any] | None = None
+    """The message as sent (Baileys' ``proto.IMessage`` JSON), what ``getMessage`` answers when the contact's phone
+    asks for a retry; ``None`` if it was not kept."""
+    reply_id: str | None = None
+    """The reply it carried: the ``outbound.fifo`` reply id, or the id derived from an API request's
+    ``Idempotency-Key``; ``None`` for an API send without one."""
+    request: str | None = None
+    """A digest of the API request sent with an ``Idempotency-Key``: a retry of that key with another request is
+    refused rather than answered with this message."""
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.message_id) <= SENT_MESSAGE_ID_MAX:
+            raise ValueError(f"a message id of 1 to {SENT_MESSAGE_ID_MAX} characters, not {len(self.message_id)}")
+        size = sum(len(v.encode("utf-8", "surrogatepass")) for v in (self.to, self.reply_id, self.request) if v)
+        size += len(encode_content(self.content)) if self.content is not None else 0
+        if size > SENT_RECORD_MAX_BYTES:
+            raise ValueError(f"send record of {self.message_id} is {size} bytes, over {SENT_RECORD_MAX_BYTES}")
+
+
 class ReplyLog(ABC):
-    """Which replies were already sent (DESIGN section 5): checked before sending an ``outbound.fifo`` message and
-    written before it is deleted, so a redelivered reply is not sent twice."""
+    """What this connector sent (DESIGN section 5), one record per WhatsApp message, for as long as the log's TTL.
+
+    A record is written once the message is out and before its ``outbound.fifo`` message is deleted (or the API
+    answers), so a redelivered reply or a retried API request finds it and is not sent again; and it carries the
+    message's content, so Baileys' ``getMessage`` can still re-send it for a retry after the connector restarted."""
 
     @abstractmethod
-    async def sent_message_id(self, reply_id: str) -> str | None:
-        """The WhatsApp message id the reply was sent as, or ``None`` if it was not sent (or its record expired)."""
+    async def get_sent(self, session: SessionId, message_id: str) -> SentReply | None:
+        """The record of ``message_id`` sent by ``session``; ``None`` if there is none, it expired (a record past
+        its TTL that DynamoDB has not deleted yet counts as absent) or the id is longer than
+        ``SENT_MESSAGE_ID_MAX``."""
 
     @abstractmethod
-    async def record_sent(self, reply_id: str, message_id: str) -> None:
-        """Remember that ``reply_id`` went out as ``message_id``. Durable on return."""
+    async def record_sent(self, sent: SentReply) -> None:
+        """Keep ``sent`` (replacing any record of the same session and message id). Durable on return; raises
+        ``StoreError`` otherwise."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,16 @@ from typing import Any
 
 from connector.contracts import jid_user
 from connector.errors import LeaseLost, StoreError
-from connector.store.abstract import AuthStore, Lease, LeaseStore, LidMapStore, ReplyLog
+from connector.store.abstract import (
+    AuthStore,
+    Lease,
+    LeaseStore,
+    LidMapStore,
+    ReplyLog,
+    SentReply,
+    decode_content,
+    encode_content,
+)
 from connector.types import SessionId
 
 
@@ -167,11 +176,17 @@ class MemoryLidMapStore(LidMapStore):
 class MemoryReplyLog(ReplyLog):
     def __init__(self, ttl_s: float = 86400.0) -> None:
         self.ttl_s = ttl_s
-        self._sent: dict[str, tuple[str, float]] = {}
+        self._sent: dict[tuple[str, str], tuple[SentReply, bytes | None, float]] = {}
+        """``(session, message id)`` → the record without its content, the content's JSON, expiry (Unix s)."""
 
-    async def sent_message_id(self, reply_id: str) -> str | None:
-        entry = self._sent.get(reply_id)
-        return entry[0] if entry and entry[1] > time.time() else None
+    async def get_sent(self, session: SessionId, message_id: str) -> SentReply | None:
+        entry = self._sent.get((session, message_id))
+        if entry is None or entry[2] <= time.time():
+            return None
+        record, content, _ = entry
+        return dataclasses.replace(record, content=decode_content(content) if content is not None else None)
 
-    async def record_sent(self, reply_id: str, message_id: str) -> None:
-        self._sent[reply_id] = (message_id, time.time() + self.ttl_s)
+    async def record_sent(self, sent: SentReply) -> None:
+        content = encode_content(sent.content) if sent.content is not None else None
+        record = dataclasses.replace(sent, content=None)
+        self._sent[(sent.session, sent.message_id)] = (record, content, time.time() + self.ttl_s)

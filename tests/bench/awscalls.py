@@ -57,7 +57,7 @@ ABOVE: dict[tuple[str, str], str] = {
         "send, poll, delete and invocation per reply, for the function to drop)"
     ),
     ("connector", "GetItem"): (
-        "the sent-record check before each reply (`ReplyLog.sent_message_id`), kept on purpose. Only a redelivered "
+        "the sent-record check before each reply (`ReplyLog.get_sent`), kept on purpose. Only a redelivered "
         "reply can have been sent before, so on a first receive (`ApproximateReceiveCount` = 1) it could be skipped; "
         "but a reply the function re-enqueues after SQS's 5-minute dedup window (a retried invocation) arrives with "
         "a receive count of 1 and would then be sent twice: one read per reply buys no duplicate replies"

@@ -44,7 +44,7 @@ class Call:
     messages: int
     """Messages an SQS send carries."""
     what: tuple[str, ...] = ()
-    """What a DynamoDB call touches: ``table:sk-kind`` per item (``auth:key#session``, ``idempotency:reply``)."""
+    """What a DynamoDB call touches: ``table:sk-kind`` per item (``auth:key#session``, ``idempotency:send``)."""
 
 
 def _kind(table: str, key: dict[str, Any]) -> str:
@@ -57,7 +57,7 @@ def _kind(table: str, key: dict[str, Any]) -> str:
                 continue
             parts = value.split("#")
             if short == "idempotency":
-                return f"{short}:{'reply' if parts[0] == 'reply' else 'event'}"
+                return f"{short}:{'send' if parts[0] == 'send' else 'event'}"
             if short == "lid-map":
                 return f"{short}:{parts[0]}"
             return f"{short}:{'#'.join(parts[:2]) if parts[0] == 'key' else parts[0]}"

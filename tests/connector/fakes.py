@@ -21,7 +21,7 @@ from connector.sidecar.types import (
     SessionStartResult,
     WireModel,
 )
-from connector.store import LidMapStore, MemoryAuthStore, MemoryLidMapStore
+from connector.store import LidMapStore, MemoryAuthStore, MemoryLidMapStore, ReplyLog
 from connector.types import Jid, SessionId
 
 S1 = SessionId("s1")
@@ -186,6 +186,7 @@ class Harness:
         publisher: InboundPublisher | None = None,
         lid_map: LidMapStore | None = None,
         auth: MemoryAuthStore | None = None,
+        reply_log: ReplyLog | None = None,
     ) -> None:
         self.auth = auth or MemoryAuthStore()
         self.leases = self.auth.leases
@@ -199,6 +200,7 @@ class Harness:
             lid_map=self.lid_map,
             publisher=self.publisher,
             leases=self.leases if leases else None,
+            reply_log=reply_log,
             on_fatal=self.fatal.append,
         )
 

@@ -8,8 +8,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from connector.api import MANAGER_KEY, OPERATIONS
+from connector.api.models import IDEMPOTENCY_KEY_PATTERN
 from connector.app import Stores, create_app
 from connector.config import Config
+from connector.contracts import api_reply_id, whatsapp_message_id
 from connector.errors import StoreError
 from connector.publish import MemoryPublisher
 from tests.connector.fakes import FakeBridge
@@ -135,6 +137,60 @@ async def test_send(client: TestClient[Any, Any]) -> None:
         await error_of(await client.post(url, json=bad, headers=AUTH), 422)
 
 
+async def open_session(client: TestClient[Any, Any], sid: str = "s1") -> None:
+    await client.post("/v1/sessions", json={"session_id": sid}, headers=AUTH)
+    await bridge(client).wait_calls("start", 1)
+    await bridge(client).emit("connection.update", sid, OPEN)
+
+
+async def test_send_with_an_idempotency_key_sends_once(client: TestClient[Any, Any]) -> None:
+    await open_session(client)
+    url, body = "/v1/sessions/s1/messages", {"to": "88887770001@lid", "text": "your order shipped"}
+    keyed = {**AUTH, "Idempotency-Key": "order-1234"}
+    first = await client.post(url, json=body, headers=keyed)
+    assert first.status == 202
+    message_id = (await first.json())["message_id"]
+    assert message_id == whatsapp_message_id(api_reply_id("s1", "order-1234"))
+    again = await client.post(url, json={**body, "to": " 88887770001@lid "}, headers=keyed)  # the same recipient
+    assert (again.status, await again.json()) == (202, {"message_id": message_id})
+    assert [s["message_id"] for s in bridge(client).sent] == [message_id]
+    other = await client.post(url, json={**body, "text": "your order was cancelled"}, headers=keyed)
+    assert await error_of(other, 422) == "idempotency_key_reused"
+    unkeyed = await client.post(url, json=body, headers=AUTH)
+    assert unkeyed.status == 202 and (await unkeyed.json())["message_id"] != message_id
+    assert len(bridge(client).sent) == 2
+
+
+@pytest.mark.parametrize("key", ["", "has space", "x" * 129, "tab\there", "caf\u00e9"])
+async def test_a_malformed_idempotency_key_is_422(client: TestClient[Any, Any], key: str) -> None:
+    await open_session(client)
+    headers = {**AUTH, "Idempotency-Key": key.encode().decode("unicode_escape")}
+    resp = await client.post("/v1/sessions/s1/messages", json={"to": "1@lid", "text": "hi"}, headers=headers)
+    assert await error_of(resp, 422) == "invalid_idempotency_key"
+    assert bridge(client).sent == []
+
+
+async def test_an_idempotency_key_outlives_a_restart() -> None:
+    """The record is in the reply log (DynamoDB in production), not in the process: a new connector on the same
+    stores answers a retried request without sending it again."""
+    stores = Stores.memory()
+    sent: list[Any] = []
+    for _ in range(2):
+        cfg = Config(api_key=KEY, store_backend="memory")
+        app = create_app(cfg, stores=stores, publisher=MemoryPublisher(), bridge=FakeBridge)
+        async with TestClient(TestServer(app)) as c:
+            if not sent:
+                await open_session(c)
+            else:
+                await c.post("/v1/sessions", json={"session_id": "s1"}, headers=AUTH)
+            headers = {**AUTH, "Idempotency-Key": "k-1"}
+            resp = await c.post("/v1/sessions/s1/messages", json={"to": "1@lid", "text": "once"}, headers=headers)
+            assert resp.status == 202, await resp.text()
+            sent.append(((await resp.json())["message_id"], list(bridge(c).sent)))
+    (first, first_sends), (second, second_sends) = sent
+    assert first == second and len(first_sends) == 1 and second_sends == []
+
+
 async def test_pairing_code(client: TestClient[Any, Any]) -> None:
     await client.post("/v1/sessions", json={"session_id": "s1"}, headers=AUTH)
     early = await client.post("/v1/sessions/s1/pairing-code", json={"phone": "+15550001111"}, headers=AUTH)
@@ -171,6 +227,9 @@ async def test_openapi_documents_every_route_with_an_operation_id(client: TestCl
     assert {"202", "400", "401", "404", "409", "422", "503"} <= set(send["responses"])
     schema = doc["components"]["schemas"]["SendMessage"]["properties"]["to"]
     assert "pattern" in schema, "the document declares what the API checks"
+    [key] = [p for p in send["parameters"] if p["in"] == "header"]
+    assert key["name"] == "Idempotency-Key" and key["required"] is False
+    assert key["schema"]["pattern"] == IDEMPOTENCY_KEY_PATTERN and key["schema"]["maxLength"] == 128
     assert doc["paths"]["/v1/sessions"]["post"]["responses"]["201"]["links"]["getSession"]["parameters"] == {
         "id": "$response.body#/id"
     }

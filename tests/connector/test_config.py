@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.config import Config, SessionSettings, load_config
+from connector.config import Config, OutboundSettings, SessionSettings, load_config
 from connector.errors import ConfigError
 
 KEY = "k3J9x2Lq8Vn5Rt7Wz4Yb"
@@ -110,3 +110,11 @@ def test_session_settings_take_the_configured_values_and_share_the_defaults() ->
     assert load_config(base).sessions == SessionSettings()
     cfg = load_config({**base, "SESSION_START_INTERVAL_S": "0.5", "FLAP_MAX": "9", "CONNECTOR_ID": "c1"})
     assert (cfg.sessions.session_start_interval_s, cfg.sessions.flap_max, cfg.sessions.connector_id) == (0.5, 9, "c1")
+
+
+def test_outbound_settings_take_the_configured_bound_and_share_the_default() -> None:
+    base = {"CONNECTOR_API_KEY": "k3J9x2Lq8Vn5Rt7Wz4Yb", "STORE_BACKEND": "memory"}
+    assert load_config(base).outbound == OutboundSettings()
+    assert load_config({**base, "OUTBOUND_MAX_HELD": "50"}).outbound.max_held == 50
+    with pytest.raises(ConfigError, match="OUTBOUND_MAX_HELD"):
+        load_config({**base, "OUTBOUND_MAX_HELD": "0"})

@@ -1,5 +1,5 @@
 """The bridge's host: key and creds writes pass through durably, are refused once the session is gone, and
-``message.get`` answers from the bounded message cache."""
+``message.get`` answers from the bounded message cache, else from the reply log's send records."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from collections.abc import Callable
 
 import pytest
 
-from connector.errors import SessionGone
+from connector.errors import SessionGone, StoreError
+from connector.replies import Replies
 from connector.sidecar.types import MessageKey
+from connector.store import MemoryReplyLog, SentReply
 from connector.types import SessionId
-from tests.connector.fakes import CREDS, S1, Harness, close, wa_message
+from tests.connector.fakes import CREDS, OPEN, S1, Harness, close, wa_message
 
 
 async def test_keys_and_creds_pass_through_durably(harness: Harness) -> None:
@@ -98,3 +100,38 @@ async def test_the_next_socket_waits_for_a_write_of_the_previous_one_still_in_fl
     await write
     await harness.bridge.wait_calls("start", 2)
     assert landed.is_set()
+
+
+async def test_message_get_falls_back_to_what_was_sent_after_a_restart() -> None:
+    """A retry the contact's phone asks for after a restart: the new process's cache is empty, the log is not."""
+    log = MemoryReplyLog()
+    before = await Harness(reply_log=log).start("s1")
+    try:
+        await before.bridge.emit("connection.update", "s1", OPEN)
+        replies = Replies(before.manager, log, before.manager.messages)
+        await replies.record(await replies.send(S1, "1@lid", "sent before the restart", message_id="3EB0AAA"))
+    finally:
+        await before.manager.stop()
+    after = await Harness(reply_log=log).start("s1")
+    try:
+        host = after.manager.host
+        assert await host.message_get(S1, MessageKey(id="3EB0AAA")) == {
+            "extendedTextMessage": {"text": "sent before the restart"}
+        }
+        assert await host.message_get(SessionId("s2"), MessageKey(id="3EB0AAA")) is None, "another session's"
+        assert await host.message_get(S1, MessageKey(id="3EB0BBB")) is None
+    finally:
+        await after.manager.stop()
+
+
+async def test_message_get_answers_unknown_when_the_log_fails(caplog: pytest.LogCaptureFixture) -> None:
+    class Down(MemoryReplyLog):
+        async def get_sent(self, session: SessionId, message_id: str) -> SentReply | None:
+            raise StoreError("table unreachable")
+
+    h = await Harness(reply_log=Down()).start("s1")
+    try:
+        assert await h.manager.host.message_get(S1, MessageKey(id="3EB0AAA")) is None
+        assert "the reply log failed" in caplog.text
+    finally:
+        await h.manager.stop()

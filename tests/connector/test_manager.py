@@ -20,7 +20,7 @@ from connector.errors import (
     SessionOwnedElsewhere,
     StoreError,
 )
-from connector.session import SessionState
+from connector.session import Readiness, SessionState
 from connector.store import Lease
 from connector.types import SessionId
 from tests.connector.fakes import CREDS, OPEN, S1, Harness, close, until
@@ -483,3 +483,43 @@ async def test_a_pairing_whose_creds_never_reached_the_store_is_stopped_not_show
     assert await harness.auth.get_creds(S1) is None
     await asyncio.sleep(0.2)
     assert harness.bridge.count("start") == 1, "no fresh QR for a device the phone already lists"
+
+
+# ---- what a reply for a session can do (the outbound consumer asks) ----
+
+
+async def test_reply_readiness_follows_each_session(harness: Harness) -> None:
+    m, bridge = harness.manager, harness.bridge
+    await harness.start("s1", "s2", "s3")
+    assert await m.reply_readiness(S1) is Readiness.WAIT, "starting after a restart"
+    for sid in ("s1", "s2", "s3"):
+        await bridge.emit("connection.update", sid, OPEN)
+    assert await m.reply_readiness(S1) is Readiness.READY
+    await bridge.emit("connection.update", "s1", close(503))
+    assert m.get(S1).state == SessionState.RECONNECTING
+    assert await m.reply_readiness(S1) is Readiness.WAIT
+    await bridge.emit("connection.update", "s2", close(440))
+    assert await m.reply_readiness(SessionId("s2")) is Readiness.WAIT, "a conflict ends with a restart"
+    await bridge.emit("connection.update", "s3", close(401))
+    assert await m.reply_readiness(SessionId("s3")) is Readiness.WIPED
+    await m.delete(S1)
+    assert await m.reply_readiness(S1) is Readiness.UNKNOWN
+    assert await m.reply_readiness(SessionId("never")) is Readiness.UNKNOWN
+    await harness.auth.put_creds(SessionId("new-elsewhere"), CREDS)  # created by another connector, not seen yet
+    assert await m.reply_readiness(SessionId("new-elsewhere")) is Readiness.ELSEWHERE
+
+
+async def test_reply_readiness_of_a_session_owned_elsewhere(make_harness: MakeHarness) -> None:
+    h = with_leases(make_harness)
+    await owned_by_other(h, 30)
+    assert await h.manager.reply_readiness(S1) is Readiness.ELSEWHERE
+
+
+async def test_reply_readiness_after_the_qr_window_ended_unpaired(harness: Harness) -> None:
+    await harness.start()
+    await harness.manager.create(S1)
+    await harness.bridge.wait_calls("start", 1)
+    await harness.bridge.emit("connection.update", "s1", {"qr": "2@x"})
+    assert await harness.manager.reply_readiness(S1) is Readiness.WAIT
+    await harness.bridge.emit("connection.update", "s1", close(408, reason="QR refs attempts ended"))
+    assert await harness.manager.reply_readiness(S1) is Readiness.WIPED

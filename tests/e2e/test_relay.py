@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 import pytest
 
+from connector.contracts import OutboundReply, reply_id
 from infra.local.stack import LocalStack
 from tests.e2e.conftest import Api, ConnectorProcess
 from tests.support.chatbot import Answer, ChatbotServer
@@ -158,6 +159,16 @@ async def test_connector_sigkill_restart_logs_in_from_dynamodb_alone(
     # retry receipt round, which the simulator does not play yet.)
     await outbound_drained(local)
     connector.kill()
+    # A reply queued while the connector is down waits for its session to come back, and goes out once.
+    event = "e2e-ev-while-down"
+    text = "queued while the connector was down"
+    queued = OutboundReply(reply_id=reply_id(event, 0), event_id=event, session_id="e2e-kill", to=frank.jid, text=text)
+    boto3.client("sqs", endpoint_url=local.sqs_endpoint).send_message(
+        QueueUrl=local.queue_urls["OUTBOUND_QUEUE_URL"],
+        MessageBody=queued.model_dump_json(),
+        MessageGroupId=f"e2e-kill:{frank.jid}",
+        MessageDeduplicationId=queued.reply_id,
+    )
     connector.start()
 
     states: list[str] = []
@@ -170,7 +181,8 @@ async def test_connector_sigkill_restart_logs_in_from_dynamodb_alone(
                 break
         await asyncio.sleep(0.1)
     assert states[-1] == "open" and "qr" not in states, states
-    seq = await wasim.last_seq()
+    await wasim.wait_event("message.outgoing", {"account": me.phone, "text": text}, after=seq, timeout=60)
+    before_kill, seq = seq, await wasim.last_seq()
     await wasim.send_text(frank, me, "after the kill")
     # Up to one outbound visibility timeout later: the killed connector's last long poll may have taken the reply.
     await wasim.wait_event("message.outgoing", {"account": me.phone, "text": "echo: after the kill"}, after=seq,
@@ -187,6 +199,61 @@ async def test_connector_sigkill_restart_logs_in_from_dynamodb_alone(
             break
         await asyncio.sleep(0.1)
     assert wanted <= types, sorted(types)
+    assert len([e for e in await wasim.events("message.outgoing", after=before_kill) if e["data"]["text"] == text]) == 1
+
+
+async def test_an_api_send_retried_with_its_idempotency_key_reaches_the_contact_once(
+    api: Api, wasim: WasimClient, stack: tuple[LocalStack, ConnectorProcess]
+) -> None:
+    me, gina = await linked(api, wasim, "e2e-idem")
+    seq = await wasim.last_seq()
+    url = f"{api.base}/v1/sessions/e2e-idem/messages"
+    headers = {**api.headers, "Idempotency-Key": "e2e-order-1"}
+    ids = []
+    for _ in range(3):  # the client timed out twice and retried
+        async with api.http.post(url, json={"to": gina.jid, "text": "sent once"}, headers=headers) as resp:
+            assert resp.status == 202, await resp.text()
+            ids.append((await resp.json())["message_id"])
+    assert len(set(ids)) == 1
+    await wasim.wait_event("message.outgoing", {"account": me.phone, "text": "sent once"}, after=seq, timeout=60)
+    await asyncio.sleep(2)
+    outgoing = [e for e in await wasim.events("message.outgoing", after=seq) if e["data"]["text"] == "sent once"]
+    assert len(outgoing) == 1
+
+    # What message.get answers from after a restart: the send record, with the message, in DynamoDB.
+    local = stack[0]
+    table = boto3.resource("dynamodb", endpoint_url=local.dynamodb_endpoint).Table(local.tables["IDEMPOTENCY_TABLE"])
+    item = table.get_item(Key={"id": f"send#e2e-idem#{ids[0]}"}, ConsistentRead=True).get("Item")
+    assert item and item["to"] == gina.jid and item["content"] and item["request"]
+
+
+async def test_a_reply_for_a_session_that_does_not_exist_goes_to_the_dlq_at_once_with_its_reason(
+    api: Api, wasim: WasimClient, stack: tuple[LocalStack, ConnectorProcess]
+) -> None:
+    local = stack[0]
+    await linked(api, wasim, "e2e-dlq")  # a connector with no open session takes nothing off the queue
+    sqs = boto3.client("sqs", endpoint_url=local.sqs_endpoint)
+    reply = OutboundReply(
+        reply_id=reply_id("e2e-ev-nobody", 0), event_id="e2e-ev-nobody", session_id="nobody-here", to="1@lid", text="x"
+    )
+    sqs.send_message(
+        QueueUrl=local.queue_urls["OUTBOUND_QUEUE_URL"],
+        MessageBody=reply.model_dump_json(),
+        MessageGroupId="nobody-here:1@lid",
+        MessageDeduplicationId=reply.reply_id,
+    )
+    dlq = local.queue_urls["OUTBOUND_QUEUE_DLQ_URL"]
+    for _ in range(30):  # at once, not through the redrive after maxReceiveCount receives
+        msgs = sqs.receive_message(
+            QueueUrl=dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=1
+        )
+        dead = [m for m in msgs.get("Messages", []) if reply.reply_id in m["Body"]]
+        if dead:
+            break
+    assert dead, "not in the DLQ within 30 s"
+    attributes = {k: v["StringValue"] for k, v in dead[0]["MessageAttributes"].items()}
+    assert attributes["reason"] == "session_unknown" and attributes["origin"] == "outbound"
+    assert attributes["session"] == "nobody-here" and attributes["receive_count"] == "1"
 
 
 async def test_api_rejects_bad_requests_with_json_errors(api: Api) -> None:

@@ -103,6 +103,7 @@ CONNECTOR_DEFAULTS = {
     "LEASE_RENEW_S": "lease timing: the defaults (30 s / 10 s) bound a takeover after a task replacement",
     "SPOOL_MAX_BYTES": "EFS grows as needed, so the code's default (1 GiB) is what bounds the spool",
     "SPOOL_AFTER_S": "publisher tuning: the code's default (2 s) before a slow SQS call's envelopes are spooled",
+    "OUTBOUND_MAX_HELD": "outbound tuning: the code's default (README Configuration) suits one connector",
 }
 
 # Names InboundConfig.from_env reads that Terraform deliberately leaves unset, and why.

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.errors import CredsConflict, LeaseLost, StoreError
+from connector.locks import KeyedLocks
 from connector.resources import AUTH_TABLE
 from connector.store.abstract import AuthStore, Lease
-from connector.store.dynamodb.base import SessionLocks
 from connector.store.dynamodb.codec import (
     CHUNKS_SK,
     COMPRESS_OVER,
@@ -89,7 +89,7 @@ class DynamoAuthStore(FencedTable, AuthStore):
         self.compress_over = min(compress_over, part_bytes)
         self.part_bytes = part_bytes
         self.expiring_types = dict(expiring_types or {})
-        self._locks = SessionLocks()
+        self._locks = KeyedLocks()
         self._creds: dict[str, _CredsState] = {}
         self._chunks: dict[str, dict[str, int]] = {}
 

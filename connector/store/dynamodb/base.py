@@ -1,13 +1,11 @@
-"""What every DynamoDB store shares: its client's lifecycle, the read and write primitives (consistent gets,
-paginated queries and scans, batches within AWS's limits) and a per-session lock."""
+"""What every DynamoDB store shares: its client's lifecycle and the read and write primitives (consistent gets,
+paginated queries and scans, batches within AWS's limits)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any, ClassVar
 
@@ -165,28 +163,3 @@ class DynamoComponent:
 
 def _label_of(request: dict[str, Any], chunk: list[tuple[dict[str, Any], str]]) -> str:
     return next((label for r, label in chunk if r == request), "an item")
-
-
-class SessionLocks:
-    """One ``asyncio.Lock`` per session, dropped when its last holder or waiter leaves (no growth with dead
-    sessions)."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, session: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(session) or (asyncio.Lock(), 0)
-        self._locks[session] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[session]
-            if users <= 1:
-                del self._locks[session]
-            else:
-                self._locks[session] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
