@@ -1,19 +1,10 @@
 """The session manager: runs every linked WhatsApp account through the bridge (DESIGN section 7).
 
 It owns the session registry (``connector.session``) and every change of a session's state: create, delete, logout,
-pairing codes, sends, and connecting. Around it, each job has its own module:
-
-- ``connector.startqueue``: every connect (boot, API create, reconnect after backoff, bridge restart, lease
-  takeover) goes through one queue, ``SESSION_START_INTERVAL_S`` plus jitter apart; 515 alone reconnects at once;
-- ``connector.policy``: what a close means (reconnect now, back off, log out and wipe, conflict, hold), a pure
-  function; the flap history it reads is the ``FlapBreaker`` next to the queue;
-- ``connector.lease``: before each connect the session's lease is acquired, which also fences the auth store. A
-  session another connector owns is shown ``stopped`` with ``owner`` and retried when that lease can expire; a lost
-  lease closes the socket at once;
-- ``connector.host``: the bridge's key store, creds, message cache and events (→ ``connector.ingest`` for messages,
-  ``connector.lidfeed`` for LID pairs, back here for connection updates);
-- ``connector.stale``: open sessions that stopped receiving;
-- ``connector.sidecar.supervisor``: restarts the bridge process when it exits; every session is then queued again.
+pairing codes, sends, and connecting. What it builds on has a module each (README, "Architecture"): the start queue
+and flap history (``startqueue``), what a close means (``policy``), when a session is queued again (``retries``),
+leases (``ownership``, ``lease``), the bridge's host (``host``, with ``ingest`` and ``lidfeed``), stale detection
+(``stale``) and bridge restarts (``sidecar.supervisor``).
 """
 
 from __future__ import annotations

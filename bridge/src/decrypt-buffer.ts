@@ -12,8 +12,9 @@
  * The buffer is consulted before decrypting while the socket catches up after login (the messages WhatsApp delivers
  * then are the ones that may have been decrypted before), and after any decryption error. A live message is decrypted
  * first: the lookup would cost a store read per message, and libsignal stores nothing when it refuses a used key.
- * An entry is cleared once its message is durable downstream (`onReleased`, batched); the connector's store gives
- * every entry a TTL as the backstop, since this is message plaintext at rest.
+ * An entry is cleared once its message is durable downstream (`onReleased`): in the next decryption's transaction
+ * when traffic continues, so clearing costs no extra write call, else in one batched write after a few seconds; the
+ * connector's store gives every entry a TTL as the backstop, since this is message plaintext at rest.
  *
  * The repository is Baileys' own (`DEFAULT_CONNECTION_CONFIG.makeSignalRepository`), wrapped through the socket
  * config's `makeSignalRepository` seam; Baileys itself is not changed for this.
@@ -32,7 +33,8 @@ import { errText } from './rpc.js'
 /** the key type the plaintexts are stored under in the connector's store */
 export const DECRYPTED_TYPE = 'decrypted-message'
 const CLEAR_BATCH = 50
-const CLEAR_DELAY_MS = 1_000
+/** clears wait this long for the next decryption's transaction to carry them, before they are written alone */
+const CLEAR_DELAY_MS = 5_000
 
 type MakeRepository = typeof DEFAULT_CONNECTION_CONFIG.makeSignalRepository
 
@@ -128,8 +130,12 @@ export class DecryptBuffer {
 				this.log.info({ err: errText(err) }, 'decryption refused; answered from the decrypted-message buffer')
 				return stored
 			}
-			// in the decryption's own transaction: stored together with the ratchet state it consumed
-			await keys.set({ [DECRYPTED_TYPE]: { [id]: Buffer.from(plaintext) } } as never)
+			// in the decryption's own transaction: stored together with the ratchet state it consumed, along with the
+			// clears of messages that became durable since
+			const entries: Record<string, Buffer | null> = Object.fromEntries([...this.toClear].map(c => [c, null]))
+			this.toClear.clear()
+			entries[id] = Buffer.from(plaintext)
+			await keys.set({ [DECRYPTED_TYPE]: entries } as never)
 			this.decrypted.push(id)
 			return plaintext
 		}, txKey)
