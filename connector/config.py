@@ -182,10 +182,10 @@ class SessionSettings:
     lease_renew_s: float = 10.0
     connector_id: str | None = None
     message_cache_size: int = 5000
+    """Recently seen message contents kept for Baileys' retry requests (``message.get``), over all sessions."""
     quiesce_s: float = 35.0
     """How long a connect waits for the previous socket's key writes still running here (the bridge gives up on a
     call after 30 s, but the write it started may still land)."""
-    """Recently seen message contents kept for Baileys' retry requests (``message.get``), over all sessions."""
 
 
 @dataclass(frozen=True)
