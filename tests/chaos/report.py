@@ -10,6 +10,7 @@ from collections import Counter
 from tests.bench.report import table
 from tests.chaos.checks import Problem, Verdict, events_of, first_answers, replies_by_tag
 from tests.chaos.scenario import Outcome
+from tests.chaos.schedule import FAMILIES
 
 LOGS = (
     ("connector.log", "connector and bridge"),
@@ -51,8 +52,11 @@ def excerpts(out: Outcome, problem: Problem) -> list[str]:
 
 def command(out: Outcome, messages: int) -> str:
     s = out.schedule
-    return (f"python -m tests.chaos.run --seed {s.seed} --messages {messages} --sessions {s.sessions} "
+    line = (f"python -m tests.chaos.run --seed {s.seed} --messages {messages} --sessions {s.sessions} "
             f"--contacts {s.contacts} --duration-s {s.duration_s:g}")  # fmt: skip
+    if s.only != frozenset(FAMILIES):
+        line += f" --faults {','.join(f for f in FAMILIES if f in s.only)}"
+    return line
 
 
 def faults_section(out: Outcome) -> list[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from tests.chaos.checks import judge
 from tests.chaos.report import render
 from tests.chaos.scenario import ChaosRun
-from tests.chaos.schedule import build_schedule
+from tests.chaos.schedule import FAMILIES, build_schedule
 from tests.support.wasim import ROOT
 
 FULL = {"messages": 600, "sessions": 3, "contacts": 4, "duration_s": 420.0, "settle_s": 180.0}
@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contacts", type=int, default=None)
     parser.add_argument("--duration-s", type=float, default=None, help="the traffic and fault window")
     parser.add_argument("--settle-s", type=float, default=None, help="at most this long to settle after the faults")
+    parser.add_argument(
+        "--faults", default=",".join(FAMILIES), help=f"plan only these fault families (of {','.join(FAMILIES)})"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "chaos.md")
     parser.add_argument(
         "--work-dir", type=Path, default=None, help="logs and data (default: a temp dir, kept on failure)"
@@ -54,9 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) is not None:
             sizes[name] = getattr(args, name)
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "big")
+    only = frozenset(f.strip() for f in args.faults.split(",") if f.strip())
+    if not only <= set(FAMILIES):
+        parser.error(f"--faults: unknown families {', '.join(sorted(only - set(FAMILIES)))}")
     schedule = build_schedule(
         seed, messages=int(sizes["messages"]), sessions=int(sizes["sessions"]), contacts=int(sizes["contacts"]),
-        duration_s=sizes["duration_s"],
+        duration_s=sizes["duration_s"], only=only,
     )  # fmt: skip
     work = (args.work_dir or Path(tempfile.mkdtemp(prefix=f"wa-relay-chaos-{seed}-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,8 @@ COMPONENTS = ("connector", "function")
 SERVICES = ("sqs", "dynamodb")
 CHATBOT_KINDS = ("fail500", "fail503", "fail503-retry-after", "stall", "garbage")
 ANCHORS = ("time", "burst", "send")
+FAMILIES = (*PROCESS_KINDS, "aws", "chatbot")
+"""What ``only`` can name: to replay a failure with one family of faults alone."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class Schedule:
     duration_s: float
     bursts: tuple[Burst, ...]
     faults: tuple[Fault, ...]
+    only: frozenset[str] = frozenset(FAMILIES)
 
     @property
     def messages(self) -> list[Msg]:
@@ -109,13 +112,17 @@ def build_schedule(
     duration_s: float,
     fault_every_s: float = 9.0,
     burst_max: int = 10,
+    only: frozenset[str] = frozenset(FAMILIES),
 ) -> Schedule:
+    """``only``: the fault families to plan (``FAMILIES``); as many faults as usual, all of those kinds."""
     if min(messages, sessions, contacts) < 1 or duration_s <= 0:
         raise ValueError("messages, sessions, contacts and duration must be positive")
+    if not only or not only <= set(FAMILIES):
+        raise ValueError(f"only must name some of {', '.join(FAMILIES)}")
     rng = random.Random(seed)
     bursts = _bursts(rng, messages, sessions, contacts, duration_s, burst_max)
-    faults = _faults(rng, bursts, duration_s, fault_every_s)
-    return Schedule(seed, sessions, contacts, duration_s, bursts, faults)
+    faults = _faults(rng, bursts, duration_s, fault_every_s, only)
+    return Schedule(seed, sessions, contacts, duration_s, bursts, faults, only)
 
 
 def _bursts(
@@ -156,22 +163,26 @@ def _families(rng: random.Random) -> list[tuple[str, ...]]:
     return [*process, *first_aws, chatbot[0], *rest]
 
 
-def _random_family(rng: random.Random) -> tuple[str, ...]:
-    roll = rng.random()
-    if roll < 0.3:
-        return (rng.choice(PROCESS_KINDS),)
-    if roll < 0.75:
-        return ("aws", rng.choice(COMPONENTS), rng.choice(SERVICES), rng.choice(AWS_KINDS))
-    return ("chatbot", rng.choice(CHATBOT_KINDS))
+def _random_family(rng: random.Random, only: frozenset[str]) -> tuple[str, ...]:
+    while True:
+        roll = rng.random()
+        if roll < 0.3:
+            family: tuple[str, ...] = (rng.choice(PROCESS_KINDS),)
+        elif roll < 0.75:
+            family = ("aws", rng.choice(COMPONENTS), rng.choice(SERVICES), rng.choice(AWS_KINDS))
+        else:
+            family = ("chatbot", rng.choice(CHATBOT_KINDS))
+        if family[0] in only:
+            return family
 
 
 def _faults(
-    rng: random.Random, bursts: tuple[Burst, ...], duration_s: float, fault_every_s: float
+    rng: random.Random, bursts: tuple[Burst, ...], duration_s: float, fault_every_s: float, only: frozenset[str]
 ) -> tuple[Fault, ...]:
-    families = _families(rng)
+    families = [f for f in _families(rng) if f[0] in only]
     count = max(6, round(duration_s / fault_every_s))
     while len(families) < count:
-        families.append(_random_family(rng))
+        families.append(_random_family(rng, only))
     families = families[:count]
     # One slot per fault over the window, the families dealt to slots at random.
     span = duration_s * 0.95

@@ -14,7 +14,9 @@ def sent(*tags: str) -> list[Sent]:
     return [Sent(t, f"ID-{t}", t.split("/")[0], ACCOUNT, CONTACT) for t in tags]
 
 
-def call(tag: str, at: float, *, status: int = 200, label: str = "ok", delivered: bool = True, eid: str = "") -> BotCall:
+def call(
+    tag: str, at: float, *, status: int = 200, label: str = "ok", delivered: bool = True, eid: str = ""
+) -> BotCall:
     return BotCall(tag, eid or f"ev-{tag}", status, label, delivered, at)
 
 

@@ -30,7 +30,7 @@ def test_every_message_is_sent_once_numbered_in_order_per_chat(sizes: dict[str, 
         per_chat[(m.session, m.contact)].append(m.n)
     assert all(ns == list(range(1, len(ns) + 1)) for ns in per_chat.values())
     times = [b.at for b in plan.bursts]
-    assert times == sorted(times) and 0 < times[0] and times[-1] <= sizes["duration_s"]
+    assert times == sorted(times) and times[0] > 0 and times[-1] <= sizes["duration_s"]
 
 
 def test_the_tiny_plan_covers_each_family() -> None:
@@ -64,6 +64,16 @@ def test_faults_are_in_the_window_and_anchors_name_their_burst() -> None:
     assert plan.faults[0].describe()  # every fault can be printed
 
 
+def test_one_family_alone_for_replaying_a_failure() -> None:
+    plan = build_schedule(9, only=frozenset({"restart-connector"}), **TINY)  # type: ignore[arg-type]
+    assert len(plan.faults) == len(build_schedule(9, **TINY).faults)  # type: ignore[arg-type]
+    assert {f.kind for f in plan.faults} == {"restart-connector"}
+    assert plan.bursts == build_schedule(9, **TINY).bursts  # type: ignore[arg-type]
+    assert build_schedule(9, only=frozenset({"aws"}), **TINY) == build_schedule(9, only=frozenset({"aws"}), **TINY)  # type: ignore[arg-type]
+
+
 def test_bad_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         build_schedule(1, messages=0, sessions=1, contacts=1, duration_s=10)
+    with pytest.raises(ValueError, match="only"):
+        build_schedule(1, messages=1, sessions=1, contacts=1, duration_s=10, only=frozenset({"meteor"}))
