@@ -13,10 +13,10 @@ from tests.chaos.scenario import Outcome
 from tests.chaos.schedule import FAMILIES
 
 LOGS = (
-    ("connector.log", "connector and bridge"),
-    ("function.log", "function"),
-    ("stack.log", "runner"),
-    ("wasim.log", "simulator log"),
+    ("relay/connector.log", "connector and bridge"),
+    ("relay/function.log", "function"),
+    ("runner.log", "the function's local runner"),
+    ("relay/wasim.log", "simulator log"),
 )
 EXCERPT_LINES = 8
 PROBLEMS_WITH_EXCERPTS = 12
@@ -38,7 +38,7 @@ def excerpts(out: Outcome, problem: Problem) -> list[str]:
         return []
     found: list[str] = []
     for name, what in LOGS:
-        path = out.work / "relay" / name
+        path = out.work / name
         if path.exists():
             with open(path, errors="replace") as f:
                 found += _shown(f"{what}, {name}", [line.rstrip()[:400] for line in f if any(k in line for k in keys)])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import logging
 import os
 import shutil
 import sys
@@ -69,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     say(f"chaos: seed {seed}, {len(schedule.messages)} messages, {schedule.sessions} sessions x {schedule.contacts} "
         f"contacts, {schedule.duration_s:g} s, {len(schedule.faults)} faults; logs in {work}")  # fmt: skip
 
+    # The local runner and the proxy log through the root logger: into a file, for the excerpts, not onto stdout.
+    logging.basicConfig(
+        filename=work / "runner.log", level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     run = ChaosRun(schedule, work, say, settle_s=sizes["settle_s"])
     outcome = asyncio.run(run.run())
     verdict = judge(

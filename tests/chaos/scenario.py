@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from typing import Any
 
 from tests.bench.proxy import AwsProxy, proxied_aws
 from tests.bench.world import World, account, contact
-from tests.chaos.chatbot import TEXT_PREFIX, ChaosResponder, tag_of
+from tests.chaos.chatbot import REPLY_PREFIX, TEXT_PREFIX, ChaosResponder, tag_of
 from tests.chaos.checks import BotCall, Event, Sent, first_answers, replies_by_tag
 from tests.chaos.faults import AwsFaults
 from tests.chaos.inject import Injection, Injector
@@ -346,10 +347,28 @@ class ChaosRun:
         self.out.dlq = await asyncio.to_thread(read_dlqs, proxy, self.world)
 
 
-def read_dlqs(proxy: AwsProxy, world: World) -> list[dict[str, Any]]:
-    """Every message in both DLQs, read from moto directly (not through the faults), left in place."""
-    import json
+def dlq_entry(queue: str, m: dict[str, Any]) -> dict[str, Any]:
+    """A DLQ message as the report lists it: which message or reply it was, its reason/origin attributes."""
+    try:
+        body = json.loads(m["Body"])
+    except ValueError:
+        body = {}
+    text = (body.get("message") or {}).get("text") or body.get("text") or ""
+    attributes = {k: v.get("StringValue", "") for k, v in (m.get("MessageAttributes") or {}).items()}
+    system = m.get("Attributes") or {}
+    if origin := system.get("DeadLetterQueueSourceArn"):
+        attributes["origin"] = origin.rpartition(":")[2]
+    return {
+        "queue": queue,
+        "tag": tag_of(text) or text.removeprefix(REPLY_PREFIX).strip() or "?",
+        "event_id": body.get("event_id", ""),
+        "attributes": attributes,
+        "receives": system.get("ApproximateReceiveCount", ""),
+    }
 
+
+def read_dlqs(proxy: AwsProxy, world: World) -> list[dict[str, Any]]:
+    """Every message in both DLQs, read from moto directly (not through the faults)."""
     import boto3  # type: ignore[import-untyped]
 
     assert world.stack is not None
@@ -367,18 +386,6 @@ def read_dlqs(proxy: AwsProxy, world: World) -> list[dict[str, Any]]:
             fresh = [m for m in got if m["MessageId"] not in seen]
             if not fresh:
                 break
-            for m in fresh:
-                seen.add(m["MessageId"])
-                try:
-                    body = json.loads(m["Body"])
-                except ValueError:
-                    body = {}
-                text = (body.get("message") or {}).get("text") or body.get("text") or ""
-                entries.append({
-                    "queue": name.removesuffix("_QUEUE_DLQ_URL").lower(),
-                    "tag": tag_of(text) or text.removeprefix("ack ").strip() or "?",
-                    "event_id": body.get("event_id", ""),
-                    "attributes": {k: v.get("StringValue", "") for k, v in (m.get("MessageAttributes") or {}).items()},
-                    "receives": m.get("Attributes", {}).get("ApproximateReceiveCount", ""),
-                })  # fmt: skip
+            seen |= {m["MessageId"] for m in fresh}
+            entries += [dlq_entry(name.removesuffix("_QUEUE_DLQ_URL").lower(), m) for m in fresh]
     return entries
