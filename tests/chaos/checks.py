@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.contracts import reply_id, whatsapp_message_id
 from tests.chaos.chatbot import REPLY_PREFIX
 
 Event = dict[str, Any]
@@ -113,13 +114,19 @@ def lost(sent: Iterable[Sent], calls: list[BotCall], events: list[Event], pendin
     return problems
 
 
+def reply_keys(event_id: str) -> tuple[str, ...]:
+    """The event id, the id of its (one) reply and the WhatsApp id it is sent under: what the logs name."""
+    rid = reply_id(event_id, 0)
+    return (event_id, rid, whatsapp_message_id(rid))
+
+
 def replies_missing(calls: list[BotCall], events: list[Event]) -> list[Problem]:
     replies = replies_by_tag(events)
     problems = []
     for tag, call in sorted(first_answers(calls).items()):
         if call.label == "ok" and tag not in replies:
             problems.append(Problem("reply lost", tag, "answered with a reply that never reached the contact",
-                                    (call.event_id,)))  # fmt: skip
+                                    reply_keys(call.event_id)))  # fmt: skip
     return problems
 
 

@@ -108,10 +108,13 @@ def dlq_section(out: Outcome) -> list[str]:
     if not out.dlq:
         return [*lines, "(none)", ""]
     answered = first_answers(out.calls)
+    replied = replies_by_tag(out.events)
     rows = []
     for e in out.dlq:
         attrs = ", ".join(f"{k}={v}" for k, v in sorted(e["attributes"].items())) or "-"
-        fate = "answered otherwise (not a loss)" if e["tag"] in answered else "**unanswered: a loss**"
+        # An inbound entry is a loss if its message was never answered, an outbound one if its reply never arrived.
+        done = e["tag"] in (answered if e["queue"] == "inbound" else replied)
+        fate = "delivered otherwise (not a loss)" if done else "**never delivered: a loss**"
         rows.append([e["queue"], e["tag"], e["event_id"][:16] or "-", e["receives"], attrs, fate])
     return [*lines, table(["queue", "message", "event id", "receives", "attributes", ""], rows, "llllll"), ""]
 

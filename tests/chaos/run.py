@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
+import json
 import logging
 import os
 import shutil
@@ -86,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         not_open=outcome.not_open,
         spool_depth=outcome.spool_depth,
     )  # fmt: skip
+    # Everything the checks saw, for a post-mortem beyond the excerpts.
+    (work / "events.json").write_text(json.dumps(outcome.events))
+    (work / "calls.json").write_text(json.dumps([dataclasses.asdict(c) for c in outcome.calls]))
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = render(outcome, verdict, messages=len(schedule.messages), tiny=args.tiny, when=when)
     say("")

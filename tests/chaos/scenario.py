@@ -276,11 +276,10 @@ class ChaosRun:
 
     def missing(self, sent: list[Sent]) -> tuple[list[str], list[str]]:
         """(tags not answered yet, tags answered with a reply that has not arrived yet)."""
-        calls = self.bot_calls()
-        answered = first_answers(calls)
+        answered = first_answers(self.bot_calls())
         replies = replies_by_tag(self.out.events)
         unanswered = [s.tag for s in sent if s.tag not in answered]
-        no_reply = [t for t, c in answered.items() if c.label == "ok" and t not in replies]
+        no_reply = [s.tag for s in sent if s.tag in answered and answered[s.tag].label == "ok" and s.tag not in replies]
         return unanswered, no_reply
 
     async def pending_ids(self) -> set[str]:

@@ -39,7 +39,10 @@ def test_a_failed_run_shows_the_seed_the_problem_and_its_log_lines(tmp_path: Pat
         {"seq": 1, "type": "message.receipted", "at": 5, "data": {"id": "ID-2"}},
         {"seq": 2, "type": "message.outgoing", "at": 6, "data": {"id": "R1", "to": "2", "text": "ack s0/c0/1"}},
     ]
-    out.dlq = [{"queue": "inbound", "tag": "s0/c0/2", "event_id": "ev2", "receives": "5", "attributes": {}}]
+    out.dlq = [
+        {"queue": "inbound", "tag": "s0/c0/2", "event_id": "ev2", "receives": "5", "attributes": {}},
+        {"queue": "outbound", "tag": "s0/c0/1", "event_id": "ev1", "receives": "5", "attributes": {}},
+    ]
     verdict = judge(out.sent, out.calls, out.events, pending=set(), states_after_link={}, events_after_link=[],
                     finals={}, not_open=[], spool_depth=0)  # fmt: skip
     assert verdict.problems == [Problem("lost", "s0/c0/2", verdict.problems[0].detail, ("ID-2",))]
@@ -48,4 +51,5 @@ def test_a_failed_run_shows_the_seed_the_problem_and_its_log_lines(tmp_path: Pat
     assert "| messages lost | 1 | 0 | **FAILED** |" in text
     assert "event published for ID-2" in text and "noise" not in text
     assert 'message.receipted {"id":"ID-2"}' in text
-    assert "**unanswered: a loss**" in text and "settle phase timed out" in text
+    assert "**never delivered: a loss**" in text and "settle phase timed out" in text
+    assert "| outbound | s0/c0/1 | ev1 | 5 | - | delivered otherwise (not a loss) |" in text
