@@ -144,7 +144,8 @@ def schedule_section(out: Outcome) -> list[str]:
             table(["#", "planned", "started", "ended", "note"], rows, "rlrrl"), ""]  # fmt: skip
 
 
-def render(out: Outcome, verdict: Verdict, *, messages: int, tiny: bool, when: str) -> str:
+def render(out: Outcome, verdict: Verdict, *, messages: int, tiny: bool, info: dict[str, str]) -> str:
+    """``info``: the machine and versions (``tests.bench.run.machine``)."""
     s = out.schedule
     phases = ", ".join(f"{k} {v:.0f} s" for k, v in out.phases.items())
     verdict_rows = [[n, c, 0, "ok" if c == 0 else "**FAILED**"] for n, c in verdict.targets]
@@ -152,7 +153,10 @@ def render(out: Outcome, verdict: Verdict, *, messages: int, tiny: bool, when: s
     if tiny:
         lines += ["> **Tiny run** (`make test-chaos`): the same suite at CI size.", ""]
     lines += [
-        f"{when}. Seed **{s.seed}**: {s.sessions} sessions x {s.contacts} contacts (half addressed by phone number, "
+        f"Run {info['date']} on {info['cpu']}, {info['cores']} cores; Python {info['python']}, Node {info['node']}, "
+        f"Baileys {info['baileys']}, commit {info['commit']}.",
+        "",
+        f"Seed **{s.seed}**: {s.sessions} sessions x {s.contacts} contacts (half addressed by phone number, "
         f"half by LID), {messages} messages in {len(s.bursts)} bursts over {s.duration_s:g} s, {len(s.faults)} "
         f"faults planned. Phases: {phases}.",
         "",

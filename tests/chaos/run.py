@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import datetime as dt
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tests.bench.run import machine
 from tests.chaos.checks import judge
 from tests.chaos.report import render
 from tests.chaos.scenario import ChaosRun
@@ -91,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     # Everything the checks saw, for a post-mortem beyond the excerpts.
     (work / "events.json").write_text(json.dumps(outcome.events))
     (work / "calls.json").write_text(json.dumps([dataclasses.asdict(c) for c in outcome.calls]))
-    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    text = render(outcome, verdict, messages=len(schedule.messages), tiny=args.tiny, when=when)
+    text = render(outcome, verdict, messages=len(schedule.messages), tiny=args.tiny, info=machine())
     say("")
     say(text)
     if not args.tiny:

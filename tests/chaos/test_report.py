@@ -46,7 +46,8 @@ def test_a_failed_run_shows_the_seed_the_problem_and_its_log_lines(tmp_path: Pat
     verdict = judge(out.sent, out.calls, out.events, pending=set(), states_after_link={}, events_after_link=[],
                     finals={}, not_open=[], spool_depth=0)  # fmt: skip
     assert verdict.problems == [Problem("lost", "s0/c0/2", verdict.problems[0].detail, ("ID-2",))]
-    text = render(out, verdict, messages=2, tiny=False, when="now")
+    info = dict.fromkeys(("date", "cpu", "cores", "python", "node", "baileys", "commit"), "?")
+    text = render(out, verdict, messages=2, tiny=False, info=info)
     assert "--seed 42 --messages 2 --sessions 1 --contacts 1 --duration-s 20" in text
     assert "| messages lost | 1 | 0 | **FAILED** |" in text
     assert "event published for ID-2" in text and "noise" not in text
