@@ -9,7 +9,8 @@ boto3 calls of the stack and the runner never wait on the caller's loop. Nothing
 signatures name the proxy's host, and neither emulator checks them.
 
 The benchmark only counts (``tests.bench.awscalls``); the chaos suite sets ``interceptor`` to inject faults
-(``tests.chaos.faults``). One forwarding path serves both, so a fault is injected exactly where a call is counted.
+(``tests.chaos.faults``) and ``observer`` to follow messages through the queues (``tests.chaos.queues``). One
+forwarding path serves all three, so a fault is injected exactly where a call is counted and observed.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class DropConnection(Exception):
 Interceptor = Callable[[str, str, str], Awaitable[web.StreamResponse | None]]
 """``(component, service, op)`` → a response to send instead of forwarding, or ``None`` to forward. It may wait
 first (latency, a blackhole) and may raise ``DropConnection``. It runs on the proxy's own event loop."""
+
+Observer = Callable[[str, str, str, bytes, int, bytes], None]
+"""``(component, service, op, request body, status, response body)`` of every forwarded call, on the proxy's loop."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ class AwsProxy:
     calls: list[Call] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
     interceptor: Interceptor | None = None
+    observer: Observer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
@@ -211,6 +216,8 @@ class AwsProxy:
                     headers={k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS},
                 )
             self._record(component, service, op, body, started, resp.status)
+            if self.observer is not None:
+                self.observer(component, service, op, body, resp.status, payload)
             return out
 
         return handle
