@@ -22,32 +22,31 @@ EXCERPT_LINES = 8
 PROBLEMS_WITH_EXCERPTS = 12
 
 
-def _shown(what: str, hits: list[str]) -> list[str]:
+def _shown(what: str, hits: list[str], limit: int = EXCERPT_LINES) -> list[str]:
     if not hits:
         return []
-    half = EXCERPT_LINES // 2
-    shown = hits if len(hits) <= EXCERPT_LINES else [*hits[:half], "…", *hits[-half:]]
+    half = limit // 2
+    shown = hits if len(hits) <= limit else [*hits[:half], "…", *hits[-half:]]
     return [f"{what} ({len(hits)} lines):", *[f"    {h}" for h in shown]]
 
 
 def excerpts(out: Outcome, problem: Problem) -> list[str]:
-    """Up to ``EXCERPT_LINES`` lines per log, and of the simulator's events, that mention any of the problem's
-    keys (the simulator logs little; its events say what happened on the wire)."""
+    """The lines of each log and the simulator's events that mention any of the problem's keys (the simulator logs
+    little; its events say what happened on the wire), and the message's path through the queues."""
     keys = [k for k in problem.keys if k and k != "?"]
-    if not keys:
-        return []
     found: list[str] = []
-    for name, what in LOGS:
+    for name, what in LOGS if keys else ():
         path = out.work / name
         if path.exists():
             with open(path, errors="replace") as f:
                 found += _shown(f"{what}, {name}", [line.rstrip()[:400] for line in f if any(k in line for k in keys)])
     wire = []
-    for e in out.events:
+    for e in out.events if keys else ():
         text = json.dumps(e["data"], separators=(",", ":"))
         if any(k in text for k in keys):
             wire.append(f"#{e['seq']} {e['at']} {e['type']} {text[:300]}")
-    return found + _shown("simulator events", wire)
+    found += _shown("simulator events", wire)
+    return found + _shown("its queues, on the wire", out.queue_history.get(problem.tag, []), limit=3 * EXCERPT_LINES)
 
 
 def command(out: Outcome, messages: int) -> str:

@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--faults", default=",".join(FAMILIES), help=f"plan only these fault families (of {','.join(FAMILIES)})"
     )
+    parser.add_argument("--log-level", default="INFO", help="the connector's LOG_LEVEL (DEBUG to diagnose a seed)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "chaos.md")
     parser.add_argument(
         "--work-dir", type=Path, default=None, help="logs and data (default: a temp dir, kept on failure)"
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         filename=work / "runner.log", level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("botocore").setLevel(logging.WARNING)
-    run = ChaosRun(schedule, work, say, settle_s=sizes["settle_s"])
+    run = ChaosRun(schedule, work, say, settle_s=sizes["settle_s"], log_level=args.log_level)
     outcome = asyncio.run(run.run())
     verdict = judge(
         outcome.sent, outcome.calls, outcome.events,

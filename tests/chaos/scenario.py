@@ -31,6 +31,7 @@ from tests.chaos.chatbot import REPLY_PREFIX, TEXT_PREFIX, ChaosResponder, tag_o
 from tests.chaos.checks import BotCall, Event, Sent, first_answers, replies_by_tag
 from tests.chaos.faults import AwsFaults
 from tests.chaos.inject import Injection, Injector
+from tests.chaos.queues import QueueWatch
 from tests.chaos.schedule import Fault, Schedule
 
 RUN = 7
@@ -85,13 +86,18 @@ class Outcome:
     not_open: list[str] = field(default_factory=list)
     spool_depth: int = -1
     dlq: list[dict[str, Any]] = field(default_factory=list)
+    queue_history: dict[str, list[str]] = field(default_factory=dict)
+    """By tag: its steps through both queues (``tests.chaos.queues``)."""
     phases: dict[str, float] = field(default_factory=dict)
     settled: bool = False
 
 
 class ChaosRun:
-    def __init__(self, schedule: Schedule, work: Path, say: Callable[[str], None], settle_s: float) -> None:
+    def __init__(
+        self, schedule: Schedule, work: Path, say: Callable[[str], None], settle_s: float, log_level: str = "INFO"
+    ) -> None:
         self.schedule = schedule
+        self.log_level = log_level
         self.work = work
         self.say = say
         self.settle_s = settle_s
@@ -112,8 +118,11 @@ class ChaosRun:
         async with proxied_aws(self.work / "aws") as proxy:
             aws = AwsFaults(self.schedule.seed)
             proxy.interceptor = aws
+            watch = QueueWatch()
+            proxy.observer = watch
             bot = ChaosResponder(STALL_S)
-            world = World(self.work / "relay", env=CONNECTOR_ENV, aws_endpoint_url=proxy.urls["function"],
+            env = {**CONNECTOR_ENV, "LOG_LEVEL": self.log_level}
+            world = World(self.work / "relay", env=env, aws_endpoint_url=proxy.urls["function"],
                           connector_aws_endpoint_url=proxy.urls["connector"])  # fmt: skip
             world.chatbot.respond = bot
             self.world = world
@@ -147,6 +156,7 @@ class ChaosRun:
                 self.out.anomalies = injector.anomalies
                 self.out.aws_injected = dict(aws.injected)
                 self.out.calls = self.bot_calls()
+                self.out.queue_history = dict(watch.history)
         self.out.phases["total"] = time.monotonic() - clock
         return self.out
 
