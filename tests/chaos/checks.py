@@ -206,9 +206,12 @@ def out_of_order(calls: list[BotCall]) -> list[Problem]:
 
 
 def new_qr(states: dict[str, list[str]], events_after_link: list[Event]) -> list[Problem]:
-    """A session that showed a QR again, or any pairing on the simulator, after the initial link."""
+    """A session that showed a QR again, or any pairing on the simulator (QR refs sent, a pairing), after the
+    initial link."""
     problems = [Problem("new QR", sid, "state went to qr after the link", (sid,))
                 for sid, seen in sorted(states.items()) if "qr" in seen]  # fmt: skip
+    for d in events_of(events_after_link, "qr.refs_sent"):
+        problems.append(Problem("new QR", d.get("conn_id", "?"), "the simulator sent QR refs (a registration)", ()))
     for d in events_of(events_after_link, "pair.success"):
         phone = d.get("phone", "?")
         problems.append(Problem("new QR", phone, f"paired again ({d.get('method')})", (phone,)))

@@ -30,8 +30,9 @@ from tests.chaos.scenario import ChaosRun
 from tests.chaos.schedule import FAMILIES, build_schedule
 from tests.support.wasim import ROOT
 
-FULL = {"messages": 600, "sessions": 3, "contacts": 4, "duration_s": 420.0, "settle_s": 180.0}
-TINY = {"messages": 30, "sessions": 1, "contacts": 2, "duration_s": 45.0, "settle_s": 120.0}
+FULL = {"messages": 600, "sessions": 3, "contacts": 4, "duration_s": 420.0, "settle_s": 150.0}
+TINY = {"messages": 40, "sessions": 2, "contacts": 2, "duration_s": 60.0, "settle_s": 90.0}
+"""Two sessions even in the tiny run: some faults only show when one session is open and another is not."""
 
 
 def say(text: str) -> None:

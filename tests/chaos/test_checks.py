@@ -127,11 +127,12 @@ def test_order_follows_the_first_answer_not_later_retries() -> None:
 def test_a_new_qr_a_bad_mac_a_closed_session_and_a_full_spool_fail() -> None:
     calls = [call(t, i) for i, t in enumerate(TAGS)]
     pairing = event(3000, "pair.success", phone=ACCOUNT, method="qr")
+    refs = event(2999, "qr.refs_sent", conn_id="c9", refs=6)
     undecryptable = event(3001, "message.undecryptable", account=ACCOUNT, to=CONTACT, id="R-x", error="Bad MAC")
     v = verdict(
-        sent(*TAGS), calls, [*wire(TAGS), pairing, undecryptable],
+        sent(*TAGS), calls, [*wire(TAGS), refs, pairing, undecryptable],
         states_after_link={"s0": ["open", "reconnecting", "qr"]},
         finals={"s0/c0/final": "the final reply never decrypted on the contact's phone"},
         not_open=["s0"], spool_depth=3,
     )  # fmt: skip
-    assert failed(v) == {"new QR": 2, "Bad MAC": 2, "sessions not open at the end": 1, "spool depth at the end": 3}
+    assert failed(v) == {"new QR": 3, "Bad MAC": 2, "sessions not open at the end": 1, "spool depth at the end": 3}

@@ -6,10 +6,11 @@ from collections import defaultdict
 
 import pytest
 
+from tests.chaos import run
 from tests.chaos.schedule import AWS_KINDS, CHATBOT_KINDS, COMPONENTS, PROCESS_KINDS, SERVICES, build_schedule
 
-FULL = {"messages": 600, "sessions": 3, "contacts": 4, "duration_s": 420.0}
-TINY = {"messages": 30, "sessions": 1, "contacts": 2, "duration_s": 45.0}
+FULL = {k: v for k, v in run.FULL.items() if k != "settle_s"}
+TINY = {k: v for k, v in run.TINY.items() if k != "settle_s"}
 
 
 def test_the_same_seed_gives_the_same_plan_and_another_seed_another() -> None:
