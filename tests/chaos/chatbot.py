@@ -1,4 +1,4 @@
-"""The chaos chatbot: ``tests.support.chatbot.ChatbotServer`` with a responder that has failure windows.
+"""The chaos chatbot: the responder of a ``tests.support.chatbot.ChatbotServer``, with failure windows.
 
 Outside a window it answers every ``chaos <tag>`` message with exactly one reply, ``ack <tag>``, so a reply can be
 matched to its message on the contact's phone. Inside a window (one at a time, switched from the scenario):
@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from tests.support.chatbot import Answer, ChatbotServer
+from tests.support.chatbot import Answer
 
 TEXT_PREFIX = "chaos "
 REPLY_PREFIX = "ack "
@@ -62,10 +62,3 @@ class ChaosResponder:
         if window == "stall":
             return Answer(200, reply, delay_s=self.stall_s, label=window)
         return Answer(200, reply, label="ok")
-
-
-def chaos_chatbot(secret: str, stall_s: float) -> tuple[ChatbotServer, ChaosResponder]:
-    server = ChatbotServer(secret)
-    responder = ChaosResponder(stall_s)
-    server.respond = responder
-    return server, responder

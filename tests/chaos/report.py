@@ -161,6 +161,12 @@ def render(out: Outcome, verdict: Verdict, *, messages: int, tiny: bool, info: d
         "",
         f"Reproduce: `{command(out, messages)}`",
         "",
+        "Contacts send numbered messages (`chaos s<session>/c<contact>/<n>`) while the connector and the bridge are "
+        "killed and restarted, the AWS calls of the connector and of the function are delayed, dropped, throttled "
+        "and failed, and the chatbot fails, stalls and answers garbage; then everything settles and one more "
+        "message goes each way per chat. The chatbot answers `ack <tag>`, so every message, chatbot call and reply "
+        "is matched by its tag (`tests/chaos/checks.py` defines each check).",
+        "",
         "## Verdict",
         "",
         table(["check", "count", "target", ""], verdict_rows, "lrrl"),

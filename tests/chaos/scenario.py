@@ -107,7 +107,6 @@ class ChaosRun:
         self.burst_started: dict[int, float] = {}
         self.burst_events: dict[int, asyncio.Event] = {}
         self.world: World | None = None
-        self.injector: Injector | None = None
         self._last_seq = 0
 
     # ---- the whole run ----
@@ -130,7 +129,7 @@ class ChaosRun:
                 self.out.phases["start"] = time.monotonic() - clock
                 await self.link()
                 self.out.phases["link"] = time.monotonic() - clock - self.out.phases["start"]
-                injector = self.injector = Injector(world, aws, bot, self.say)
+                injector = Injector(world, aws, bot, self.say)
                 stop = asyncio.Event()
                 observer = asyncio.create_task(self.observe(stop))
                 watchdog = asyncio.create_task(injector.watchdog(stop))
