@@ -54,6 +54,9 @@ FUNCTION_ENV = {
 }
 STALL_S = CHATBOT_TIMEOUT_S + 2
 ANCHOR_WAIT_S = 30.0
+SETTLE_STALL_S = 60.0
+"""Longer than the outbound consumer's longest retry delay before the DLQ (40 s), so a reply on its way still
+counts as movement."""
 FINAL_WAIT_S = 90.0
 
 
@@ -300,15 +303,20 @@ class ChaosRun:
         return ids
 
     async def settle(self) -> bool:
-        """Bounded wait until every message is answered, every reply delivered and nothing is held."""
+        """Bounded wait until every message is answered, every reply delivered and nothing is held; it also ends
+        once nothing has moved for ``SETTLE_STALL_S`` (what is still missing then is in a DLQ or lost)."""
         self.say(f"settling (at most {self.settle_s:.0f}s)")
-        deadline = time.monotonic() + self.settle_s
+        now = time.monotonic()
+        deadline, last_change, last = now + self.settle_s, now, None
         while True:
             unanswered, no_reply = self.missing(self.out.sent)
             held = await self.pending_ids()
             if not unanswered and not no_reply and not held:
                 return True
-            if time.monotonic() > deadline:
+            state = (len(unanswered), len(no_reply), len(held), len(self.out.events))
+            if state != last:
+                last, last_change = state, time.monotonic()
+            if time.monotonic() > min(deadline, last_change + SETTLE_STALL_S):
                 self.say(f"  not settled: {len(unanswered)} unanswered, {len(no_reply)} replies missing, "
                          f"{len(held)} held by the simulator")  # fmt: skip
                 return False
