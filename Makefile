@@ -11,7 +11,7 @@ NPM_CI := npm ci --no-audit --no-fund --loglevel=error
 
 BRIDGE_SRC := $(wildcard bridge/src/*.ts) bridge/tsconfig.json
 
-.PHONY: help deps test test-py test-node test-bench lint fmt clean up check-infra package bench
+.PHONY: help deps test test-py test-node test-bench lint fmt clean up check-infra package bench chaos test-chaos
 
 help:
 	@echo "make deps    install Python (.venv) and Node dependencies, build the bridge"
@@ -22,6 +22,8 @@ help:
 	@echo "make check-infra  offline Terraform checks: terraform fmt -check, structural tests, checkov"
 	@echo "make package      the inbound Lambda's zip for AWS (python3.11, arm64) in dist/lambda/"
 	@echo "make bench        benchmarks beside bare Baileys; writes BENCHMARKS.md (BENCH_ARGS=... for sizes)"
+	@echo "make chaos        about 10 minutes of seeded faults, then counts: nothing lost, nothing twice; writes docs/chaos.md"
+	@echo "make test-chaos   the chaos suite at CI size (about 2 minutes; CHAOS_ARGS=\"--seed N\" to replay a seed)"
 
 deps: $(VENV)/.installed bridge/dist/.built tests/wasim/node_modules/.installed infra/local/node_modules/.installed
 
@@ -79,6 +81,16 @@ bench: deps
 # The benchmark code at a tiny size so it cannot rot; its figures mean nothing and nothing is written to BENCHMARKS.md.
 test-bench: deps
 	$(PY) -m tests.bench.run --tiny
+
+# Kills, AWS faults and chatbot failures on a seeded schedule, then checks that nothing was lost or done twice
+# (tests/chaos/run.py). A failure prints its seed: CHAOS_ARGS="--seed N" replays the same schedule.
+CHAOS_ARGS ?=
+chaos: deps
+	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
+
+# The same suite at CI size; nothing is written to docs/chaos.md.
+test-chaos: deps
+	$(PY) -m tests.chaos.run --tiny $(CHAOS_ARGS)
 
 test: lint test-node test-py check-infra test-bench
 

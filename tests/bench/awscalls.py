@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.bench.proxy import Call, CountingProxy, proxied_aws
+from tests.bench.proxy import AwsProxy, Call, proxied_aws
 from tests.bench.report import X, fmt, measure_in_scratch, section_args, table, write_section
 from tests.bench.world import World, account, contact
 
@@ -91,9 +91,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         return await measure_with(args, work, proxy, proxy.urls)
 
 
-async def measure_with(
-    args: argparse.Namespace, work: Path, proxy: CountingProxy, urls: dict[str, str]
-) -> dict[str, Any]:
+async def measure_with(args: argparse.Namespace, work: Path, proxy: AwsProxy, urls: dict[str, str]) -> dict[str, Any]:
     world = World(work / "relay", aws_endpoint_url=urls["function"], connector_aws_endpoint_url=urls["connector"])
     async with world:
         me, bob = account(0, run=3), contact(0, run=3)

@@ -1,11 +1,16 @@
-"""A counting reverse proxy in front of DynamoDB Local and moto: every AWS call on the wire, by component.
+"""A reverse proxy in front of DynamoDB Local and moto: every AWS call on the wire, by component, and a hook that
+can answer a call itself instead of forwarding it.
 
 Each component gets its own listening port (the connector one, the function and its runner another), so calls are
 told apart without touching their clients. botocore speaks JSON to both services here: DynamoDB with
 ``X-Amz-Target: DynamoDB_20120810.<Op>``, SQS with ``X-Amz-Target: AmazonSQS.<Op>`` (the query protocol's
 ``Action=<Op>`` form body is understood too). The proxy runs its own event loop in a thread, so the synchronous
-boto3 calls of the stack and the runner never wait on the benchmark's loop. Nothing is changed on the way:
-botocore's signatures name the proxy's host, and neither emulator checks them.
+boto3 calls of the stack and the runner never wait on the caller's loop. Nothing is changed on the way: botocore's
+signatures name the proxy's host, and neither emulator checks them.
+
+The benchmark only counts (``tests.bench.awscalls``); the chaos suite sets ``interceptor`` to inject faults
+(``tests.chaos.faults``) and ``observer`` to follow messages through the queues (``tests.chaos.queues``). One
+forwarding path serves all three, so a fault is injected exactly where a call is counted and observed.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,19 @@ from aiohttp import web
 from infra.local.emulators import DynamoDBLocal, MotoServer
 
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"}
+
+
+class DropConnection(Exception):
+    """Raised by an interceptor: close the client's connection without any answer (what a refused or reset
+    connection looks like to botocore, which retries both the same way)."""
+
+
+Interceptor = Callable[[str, str, str], Awaitable[web.StreamResponse | None]]
+"""``(component, service, op)`` → a response to send instead of forwarding, or ``None`` to forward. It may wait
+first (latency, a blackhole) and may raise ``DropConnection``. It runs on the proxy's own event loop."""
+
+Observer = Callable[[str, str, str, bytes, int, bytes], None]
+"""``(component, service, op, request body, status, response body)`` of every forwarded call, on the proxy's loop."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,8 @@ class Call:
     """Messages an SQS send carries."""
     what: tuple[str, ...] = ()
     """What a DynamoDB call touches: ``table:sk-kind`` per item (``auth:key#session``, ``idempotency:send``)."""
+    injected: bool = False
+    """The interceptor answered (or dropped) it: it never reached the emulator. ``status`` 0 = dropped."""
 
 
 def _kind(table: str, key: dict[str, Any]) -> str:
@@ -100,12 +120,14 @@ def describe_dynamodb(op: str, body: dict[str, Any]) -> tuple[int, tuple[str, ..
 
 
 @dataclass
-class CountingProxy:
+class AwsProxy:
     dynamodb: str
     sqs: str
     components: tuple[str, ...] = ("connector", "function")
     calls: list[Call] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
+    interceptor: Interceptor | None = None
+    observer: Observer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
@@ -115,10 +137,10 @@ class CountingProxy:
     def start(self) -> dict[str, str]:
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name="counting-proxy", daemon=True)
+        self._thread = threading.Thread(target=self._serve, args=(ready,), name="aws-proxy", daemon=True)
         self._thread.start()
         if not ready.wait(30):
-            raise RuntimeError("the counting proxy did not start")
+            raise RuntimeError("the AWS proxy did not start")
         return self.urls
 
     def _serve(self, ready: threading.Event) -> None:
@@ -171,6 +193,17 @@ class CountingProxy:
                 op = target.rpartition(".")[2] if target else ""
                 if not op:
                     op = urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", [""])[0] or "?"
+            if self.interceptor is not None:
+                try:
+                    injected = await self.interceptor(component, service, op)
+                except DropConnection:
+                    self._record(component, service, op, body, started, 0, injected=True)
+                    if request.transport is not None:
+                        request.transport.abort()
+                    raise asyncio.CancelledError from None  # aiohttp ends the handler without writing anything
+                if injected is not None:
+                    self._record(component, service, op, body, started, injected.status, injected=True)
+                    return injected
             headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
             assert self._http is not None
             async with self._http.request(
@@ -183,11 +216,15 @@ class CountingProxy:
                     headers={k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS},
                 )
             self._record(component, service, op, body, started, resp.status)
+            if self.observer is not None:
+                self.observer(component, service, op, body, resp.status, payload)
             return out
 
         return handle
 
-    def _record(self, component: str, service: str, op: str, body: bytes, started: float, status: int) -> None:
+    def _record(
+        self, component: str, service: str, op: str, body: bytes, started: float, status: int, injected: bool = False
+    ) -> None:
         items, messages = 0, 0
         what: tuple[str, ...] = ()
         try:
@@ -200,7 +237,7 @@ class CountingProxy:
             messages = 1
         elif op == "SendMessageBatch":
             messages = len(parsed.get("Entries", []))
-        call = Call(component, service, op, started, time.time(), status, items, messages, what)
+        call = Call(component, service, op, started, time.time(), status, items, messages, what, injected)
         with self._lock:
             self.calls.append(call)
 
@@ -226,9 +263,9 @@ class FastMoto(MotoServer):
 
 
 @contextlib.asynccontextmanager
-async def proxied_aws(work: Path) -> AsyncIterator[CountingProxy]:
-    """DynamoDB Local and moto (``FastMoto``), started here, behind a counting proxy; ``proxy.urls`` per
-    component."""
+async def proxied_aws(work: Path) -> AsyncIterator[AwsProxy]:
+    """DynamoDB Local and moto (``FastMoto``), started here, behind the proxy; ``proxy.urls`` per component,
+    ``proxy.dynamodb`` and ``proxy.sqs`` the emulators' own endpoints (for a look that must not be faulted)."""
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with (
@@ -237,11 +274,11 @@ async def proxied_aws(work: Path) -> AsyncIterator[CountingProxy]:
     ):
         ddb = DynamoDBLocal(data_dir=work / "dynamodb", log=ddb_log)
         moto = FastMoto(log=moto_log)
-        proxy: CountingProxy | None = None
+        proxy: AwsProxy | None = None
         try:
             ddb_url = await asyncio.to_thread(ddb.start)
             sqs_url = await asyncio.to_thread(moto.start)
-            proxy = CountingProxy(ddb_url, sqs_url)
+            proxy = AwsProxy(ddb_url, sqs_url)
             proxy.start()
             yield proxy
         finally:

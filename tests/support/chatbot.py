@@ -1,11 +1,18 @@
-"""A scriptable chatbot on 127.0.0.1 for the function and end-to-end tests (stdlib ``http.server`` in a thread, so
-the function's synchronous client can call it from any thread, and it needs no event loop)."""
+"""A scriptable chatbot on 127.0.0.1 for the function, end-to-end and chaos tests (stdlib ``http.server`` in a thread,
+so the function's synchronous client can call it from any thread, and it needs no event loop).
+
+Every call is recorded with what was answered: its status, the answer's label, and whether the caller was still
+there to read it (``delivered``): a caller that gave up (its timeout) has closed the connection by the time the
+answer is written, which the server sees as end-of-file on the socket before it writes.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -34,15 +41,37 @@ class Answer:
     """A dict is sent as JSON; ``None`` with 200 means "echo the text as one reply"."""
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    label: str = ""
+    """What kind of answer this is, for the record (``ok``, ``garbage``, ``stall`` …)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Call:
     raw: bytes
     body: dict[str, Any]
     headers: dict[str, str]
     signature_valid: bool
     at: float
+    status: int = 0
+    """What was answered (0 while the answer is pending)."""
+    label: str = ""
+    delivered: bool = False
+    """The answer was written to a caller that was still waiting for it."""
+    answered_at: float = 0.0
+
+    @property
+    def event_id(self) -> str:
+        return self.headers.get("X-Relay-Event-Id") or str(self.body.get("event_id", ""))
+
+
+def peer_gone(sock: socket.socket) -> bool:
+    """The caller closed its end (it gave up waiting): readable with nothing to read. A caller that is waiting for
+    its answer sends nothing more on this connection, so readable means closed."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 class ChatbotServer:
@@ -74,7 +103,7 @@ class ChatbotServer:
     def calls_for(self, event_id: str) -> list[Call]:
         return [c for c in self.calls if c.body.get("event_id") == event_id]
 
-    def _answer(self, raw: bytes, headers: dict[str, str]) -> Answer:
+    def _answer(self, raw: bytes, headers: dict[str, str]) -> tuple[Call, Answer]:
         body = json.loads(raw)
         call = Call(
             raw, body, headers, valid_signature(self.secret, headers.get("X-Relay-Signature"), raw), time.time()
@@ -82,7 +111,9 @@ class ChatbotServer:
         with self._lock:
             self.calls.append(call)
             scripted = self.script.pop(0) if self.script else None
-        return scripted or self.respond(body)
+        answer = scripted or self.respond(body)
+        call.label = answer.label
+        return call, answer
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -92,9 +123,11 @@ class ChatbotServer:
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                answer = server._answer(raw, dict(self.headers.items()))
+                call, answer = server._answer(raw, dict(self.headers.items()))
                 if answer.delay_s:
                     time.sleep(answer.delay_s)
+                call.status = answer.status
+                gone = peer_gone(self.connection)
                 payload = answer.body
                 if payload is None and answer.status == 200:
                     payload = {"replies": [{"text": f"echo: {json.loads(raw)['message'].get('text')}"}]}
@@ -108,8 +141,11 @@ class ChatbotServer:
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
+                    self.wfile.flush()
+                    call.delivered = not gone
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
+                call.answered_at = time.time()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
