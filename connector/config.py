@@ -208,6 +208,13 @@ class OutboundSettings:
     """How often held messages' visibility is checked, and a waiting reply's session asked again."""
     overflow_delay_s: int = 60
     """Visibility of a reply handed back because ``max_held`` are held (the same whatever its receive count)."""
+    elsewhere_wait_s: float = 60.0
+    """How long a reply for a session another connector owns is kept, for this one to take the session over (the
+    lease of a connector that died expires within ``LEASE_TTL_S``)."""
+    elsewhere_delay_s: int = 30
+    """Visibility of a reply handed back to the connector that owns its session."""
+    stop_grace_s: float = 15.0
+    """At stop, how long sends under way may take to finish and be recorded."""
     send_attempts: int = 5
     """Sends of one reply that fail in the bridge before it goes to the DLQ (retried in place: its chat waits)."""
     retry_base_s: float = 1.0

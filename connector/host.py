@@ -38,6 +38,9 @@ from connector.types import SessionId
 
 log = logging.getLogger("wa_relay.host")
 
+KEYS_GET_PATIENCE_S = 20.0
+"""Within the bridge's 30 s call timeout, so the bridge still gets an answer."""
+
 
 class SessionEvents(Protocol):
     """What the host reports to the session manager."""
@@ -72,7 +75,20 @@ class RelayHost:
     # ---- storage calls ----
 
     async def keys_get(self, session: SessionId, type: str, ids: list[str]) -> dict[str, Any]:
-        return await self.auth.get_keys(session, type, ids)
+        """Retried on store errors for up to ``KEYS_GET_PATIENCE_S``: Baileys does not retry a failed read, it fails
+        the message being decrypted (a NACK), and WhatsApp delivers that one again only at the next login, after the
+        chat's later messages: a throttled moment must not reorder a chat."""
+        deadline = time.monotonic() + KEYS_GET_PATIENCE_S
+        delay = 0.1
+        while True:
+            try:
+                return await self.auth.get_keys(session, type, ids)
+            except StoreError as e:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.info("reading %s keys of %s failed (%s); retried in %.1fs", type, session, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
 
     async def keys_set(self, session: SessionId, data: dict[str, dict[str, Any]]) -> None:
         async with self._writing(session):

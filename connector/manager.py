@@ -511,6 +511,6 @@ class SessionManager:
         s.state = SessionState.STOPPED
         s.qr = None
         self.queue.discard(sid)
-        s.log.error("lease lost: another connector owns this session now; closing the socket at once")
+        s.log.error("lease lost (taken over, or not renewed in time); closing the socket at once")
         await self._stop_socket(sid)
         await self.ownership.owned_elsewhere(s)

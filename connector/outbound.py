@@ -23,9 +23,11 @@ Otherwise its session decides (``SessionManager.reply_readiness``):
   held; a reply that would start waiting beyond that is handed back for ``overflow_delay_s``, a fixed delay (what
   it waits for does not depend on how often it was received).
 - gone (no such session here nor stored, deleted, logged out, pairing expired): to the DLQ at once.
-- elsewhere (another connector holds the session's lease): handed back at once, for that one to take. With several
-  connectors on one queue each bounce still counts as a receive; DESIGN section 11's per-connector outbound queues
-  remove that, and are not built yet.
+- elsewhere (another connector holds the session's lease): kept and asked again, like a waiting one, for up to
+  ``elsewhere_wait_s``: after a restart the lease of the connector that died is usually what stands in the way, and
+  this connector takes the session over when it expires. Still elsewhere after that, it is handed back for
+  ``elsewhere_delay_s``, for the owner to take. (Handing it back at once made the same connector receive it again
+  at once, five times in a fraction of a second, into the DLQ.)
 
 A chat is one message group. SQS delivers a group's messages in order and none of them while one is held, and here
 each group is worked through in order by its own task: a reply never overtakes an earlier one of its chat, and one
@@ -39,9 +41,9 @@ times would reach the DLQ through the queue's redrive at its next receive, witho
 handed back then is dead-lettered here instead, with the reason it was handed back for.
 
 A connector with no open session receives nothing: a standby (or one whose sessions another connector owns) must not
-take replies it cannot send. Stopping cancels the work and hands every held message back at once (visibility 0); a
-reply cancelled between send and delete is received again and found in the reply log (or, if the record did not
-land, re-sent under the same WhatsApp id).
+take replies it cannot send. Stopping stops receiving and starting sends, lets the sends under way finish and be
+recorded (for up to ``stop_grace_s``: cancelled, a send the bridge carries out anyway would be sent again after the
+restart), then hands every held message back at once (visibility 0).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from pydantic import ValidationError
 from connector.aws import open_client
 from connector.config import OutboundSettings
 from connector.contracts import OutboundReply, whatsapp_message_id
-from connector.errors import SessionError, SessionOwnedElsewhere, SidecarNotConnected, StoreError
+from connector.errors import SessionError, SidecarNotConnected, StoreError
 from connector.replies import Replies
 from connector.resources import SQS_BATCH_MAX
 from connector.session import Readiness
@@ -159,6 +161,9 @@ class OutboundConsumer:
         self._client: Any = None
         self._stack: AsyncExitStack | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._sending = 0
+        self._sends = asyncio.Condition()
 
     @property
     def held(self) -> int:
@@ -180,6 +185,14 @@ class OutboundConsumer:
         self.log.info("consuming %s", self.queue_url)
 
     async def stop(self) -> None:
+        self._stopping = True
+        if self._tasks:
+            await cancel(self._tasks[0])  # no more receives; the visibility keeper goes on while sends finish
+        async with self._sends:
+            try:
+                await asyncio.wait_for(self._sends.wait_for(lambda: not self._sending), self.settings.stop_grace_s)
+            except TimeoutError:
+                self.log.warning("%d sends still under way at stop; their replies may go out twice", self._sending)
         for task in [*self._tasks, *self._workers.values()]:
             await cancel(task)
         self._tasks = []
@@ -268,6 +281,7 @@ class OutboundConsumer:
         message_id = whatsapp_message_id(reply.reply_id)
         failures = stalls = 0
         checked = waiting = False
+        elsewhere_since: float | None = None
         while not held.lost:
             try:
                 # Once is enough: while this connector holds the message, nobody else sends it.
@@ -287,9 +301,13 @@ class OutboundConsumer:
             if readiness.gone:
                 return await self._dead_letter(held, readiness.value, f"session {sid}: {readiness.value}", sid)
             if readiness is Readiness.ELSEWHERE:
-                rlog.debug("reply %s is for a session another connector owns; handed back", reply.reply_id)
-                return Back(0, "session_elsewhere")
-            if readiness is Readiness.WAIT:
+                elsewhere_since = elsewhere_since or time.monotonic()
+                if time.monotonic() - elsewhere_since >= self.settings.elsewhere_wait_s:
+                    rlog.info("reply %s: its session is owned by another connector; handed back", reply.reply_id)
+                    return Back(self.settings.elsewhere_delay_s, "session_elsewhere")
+            else:
+                elsewhere_since = None
+            if readiness in (Readiness.WAIT, Readiness.ELSEWHERE):
                 if not waiting:
                     if len(self._held) > self.settings.max_held:
                         n = len(self._held)
@@ -299,6 +317,9 @@ class OutboundConsumer:
                     waiting = True
                 await asyncio.sleep(self.settings.tick_s)
                 continue
+            if self._stopping:
+                return Back(0, None)
+            self._sending += 1
             try:
                 sent = await self.replies.send(
                     sid,
@@ -308,27 +329,35 @@ class OutboundConsumer:
                     quoted=reply.quoted.model_dump(exclude_none=True) if reply.quoted else None,
                     reply_id=reply.reply_id,
                 )
-            except SessionOwnedElsewhere:
-                return Back(0, "session_elsewhere")
             except (SessionError, SidecarNotConnected) as e:
+                await self._send_done()
                 # The session changed between the question and the send (closed, deleted, the bridge went down):
                 # the next question tells what to do with the reply.
                 rlog.info("reply %s not sent now (%s)", reply.reply_id, e)
                 await asyncio.sleep(self.settings.tick_s)
                 continue
             except Exception as e:
+                await self._send_done()
                 failures += 1
                 if failures >= self.settings.send_attempts:
                     return await self._dead_letter(held, "send_failed", f"{type(e).__name__}: {e}", sid)
                 rlog.warning("sending reply %s failed (%s); retried", reply.reply_id, e)
                 await asyncio.sleep(self._backoff(failures))
                 continue
-            await self._record(held, sent)
+            try:
+                await self._record(held, sent)
+            finally:
+                await self._send_done()
             self.sent += 1
             rlog.info("reply %s sent as %s to %s", reply.reply_id, sent.message_id, reply.to)
             await self._delete(held)
             return None
         return None
+
+    async def _send_done(self) -> None:
+        self._sending -= 1
+        async with self._sends:
+            self._sends.notify_all()
 
     async def _record(self, held: Held, sent: SentReply) -> None:
         """The send record, retried while the message is held: deleted without it, the reply would be sent again if

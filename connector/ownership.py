@@ -96,6 +96,12 @@ class Ownership:
                 lease = await self.keeper.current(s.id)
             except Exception as e:
                 s.log.warning("reading the lease failed: %s", e)
+        if lease is not None and self.keeper is not None and lease.owner == self.keeper.owner:
+            # Our own lease, which could not be renewed in time (the store was unreachable): nobody else owns the
+            # session, so it is not shown as owned elsewhere; it reconnects, taking the lease again.
+            s.owner = s.owner_until = None
+            self.retries.back_off(s, "the session's lease could not be renewed in time")
+            return
         owner = lease.owner if lease is not None else "another connector"
         until = lease.expires_at if lease is not None else time.time() + self.ttl_s
         if s.owner != owner:

@@ -40,6 +40,10 @@ from connector.types import Jid, SessionId
 
 M = TypeVar("M", bound=BaseModel)
 
+SEND_TIMEOUT_S = 150.0
+"""A send waits longer than the bridge's own bound on it (Baileys' 60 s query timeout plus 30 s): giving up first
+would leave the connector not knowing a message the bridge then sent, and a redelivered reply would go out twice."""
+
 
 class BridgeHost(Protocol):
     """What the bridge's parent provides. Every method may raise; the bridge then sees an error answer."""
@@ -227,7 +231,9 @@ class BridgeClient:
         if quoted:
             options["quoted"] = quoted
         result = await self.rpc.call(
-            "message.send", {"session": session, "to": to, "content": content, "options": options}
+            "message.send",
+            {"session": session, "to": to, "content": content, "options": options},
+            timeout=SEND_TIMEOUT_S,
         )
         return MessageSendResult.model_validate(result)
 

@@ -135,3 +135,22 @@ async def test_message_get_answers_unknown_when_the_log_fails(caplog: pytest.Log
         assert "the reply log failed" in caplog.text
     finally:
         await h.manager.stop()
+
+
+async def test_a_key_read_the_store_refuses_for_a_moment_is_retried_not_failed(harness: Harness) -> None:
+    """Baileys does not retry a failed read: it would NACK the message, which comes back only at the next login."""
+    await harness.start("s1")
+    await harness.auth.set_keys(S1, {"session": {"a": {"x": 1}}})
+    read = harness.auth.get_keys
+    failures = 3
+
+    async def throttled(session: SessionId, type: str, ids: list[str]) -> dict[str, object]:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise StoreError("ThrottlingException")
+        return await read(session, type, ids)
+
+    harness.auth.get_keys = throttled  # type: ignore[method-assign]
+    assert await harness.manager.host.keys_get(S1, "session", ["a"]) == {"a": {"x": 1}}
+    assert failures == 0

@@ -523,3 +523,21 @@ async def test_reply_readiness_after_the_qr_window_ended_unpaired(harness: Harne
     assert await harness.manager.reply_readiness(S1) is Readiness.WAIT
     await harness.bridge.emit("connection.update", "s1", close(408, reason="QR refs attempts ended"))
     assert await harness.manager.reply_readiness(S1) is Readiness.WIPED
+
+
+async def test_its_own_lease_not_renewed_in_time_reconnects_rather_than_showing_owned_elsewhere(
+    make_harness: MakeHarness,
+) -> None:
+    """The store was unreachable for a while: the keeper counts the lease as lost, but nobody else holds it."""
+    h = with_leases(make_harness)
+    await h.start("s1")
+    await h.bridge.emit("connection.update", "s1", OPEN)
+    assert h.manager.ownership.keeper is not None
+    lease = h.manager.ownership.keeper.held(S1)
+    assert lease is not None
+    h.manager.ownership.keeper._lost(lease, "it could not be renewed before it expires")
+    await h.bridge.wait_calls("stop", 1, timeout=2)
+    s = h.manager.get(S1)
+    assert s.owner is None and s.state == SessionState.RECONNECTING
+    assert await h.manager.reply_readiness(S1) is Readiness.WAIT, "its replies wait, they do not bounce"
+    await h.bridge.wait_calls("start", 2, timeout=5)  # the lease is taken again

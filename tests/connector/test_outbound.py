@@ -148,10 +148,15 @@ class Calls(Recording):
 
 class CountingLog(MemoryReplyLog):
     reads = 0
+    records = 0
 
     async def get_sent(self, session: SessionId, message_id: str) -> SentReply | None:
         self.reads += 1
         return await super().get_sent(session, message_id)
+
+    async def record_sent(self, sent: SentReply) -> None:
+        self.records += 1
+        await super().record_sent(sent)
 
 
 @contextlib.asynccontextmanager
@@ -320,22 +325,39 @@ async def test_a_reply_for_a_gone_session_goes_to_the_dlq_at_once(
     assert sessions.sent == []
 
 
-async def test_owned_elsewhere_goes_back_at_once_and_gets_a_reason_before_the_redrive(
+async def test_owned_elsewhere_is_kept_for_a_takeover_then_goes_back_with_a_delay_and_a_reason(
     sqs_endpoint: str, queues: tuple[Any, str, str]
 ) -> None:
-    """Handed back with no delay each time; received ``max_receive_count`` times, it would reach the DLQ through
-    the redrive without a reason at its next receive, so it is dead-lettered here with one."""
+    """Kept (not received again) while this connector may still take the session over; then handed back with a
+    delay, for the owner; received ``max_receive_count`` times, it is dead-lettered here with its reason rather than
+    reaching the DLQ through the redrive without one."""
     sqs, url, dlq = queues
     sessions = FakeSessions()
     sessions.readiness["s1"] = Readiness.ELSEWHERE
     enqueue(sqs, url, reply(1))
-    settings = dataclasses.replace(QUICK, max_receive_count=3)
+    settings = dataclasses.replace(QUICK, max_receive_count=3, elsewhere_wait_s=0.5, elsewhere_delay_s=1)
     async with consuming(url, dlq, sessions, sqs_endpoint, settings) as (c, _, calls):
-        await until(lambda: c.dead_lettered == 1)
+        await until(lambda: c.dead_lettered == 1, timeout=15)
     delays = [e["VisibilityTimeout"] for kw in calls.ops("change_message_visibility_batch") for e in kw["Entries"]]
-    assert delays == [0, 0] and c.handed_back == 2
+    assert [d for d in delays if d != settings.extend_s] == [1, 1] and c.handed_back == 2
     [dead] = dead_letters(sqs, dlq)
     assert (dead["reason"], dead["receive_count"]) == ("session_elsewhere", "3")
+
+
+async def test_a_reply_waiting_for_a_takeover_is_sent_once_the_session_is_ours(
+    sqs_endpoint: str, queues: tuple[Any, str, str]
+) -> None:
+    """After a restart the dead connector's lease stands in the way for up to its TTL: the reply waits it out."""
+    sqs, url, dlq = queues
+    sessions = FakeSessions()
+    sessions.readiness["s1"] = Readiness.ELSEWHERE
+    enqueue(sqs, url, reply(1))
+    async with consuming(url, dlq, sessions, sqs_endpoint, QUICK) as (c, _, calls):
+        await asyncio.sleep(3 * QUICK.visibility_s)
+        sessions.readiness["s1"] = Readiness.READY
+        await until(lambda: len(sessions.sent) == 1)
+    assert c.handed_back == 0 and c.dead_lettered == 0
+    assert sorted(calls.received().values()) == [1], "received once"
 
 
 async def test_beyond_max_held_replies_go_back_with_a_fixed_delay(
@@ -366,6 +388,21 @@ async def test_stop_hands_held_replies_back_at_once(sqs_endpoint: str, queues: t
     async with consuming(url, dlq, sessions, sqs_endpoint) as (c, _, _):
         await until(lambda: c.held == 1)
     assert depth(sqs, url, visible_only=True) == 1, "visible again at once, for whoever runs next"
+
+
+async def test_stop_lets_a_send_under_way_finish_and_be_recorded(
+    sqs_endpoint: str, queues: tuple[Any, str, str]
+) -> None:
+    """Cancelled mid-send, the bridge would send it anyway and the connector not record it: sent twice later."""
+    sqs, url, dlq = queues
+    sessions = FakeSessions()
+    sessions.send_delay = 1.0
+    enqueue(sqs, url, reply(1), reply(2))
+    async with consuming(url, dlq, sessions, sqs_endpoint) as (c, log, _):
+        await until(lambda: c._sending == 1)
+    assert sessions.texts() == ["reply 1"], "the one under way finished; the next was not started"
+    assert log.records == 1
+    assert depth(sqs, url, visible_only=True) == 1, "the next one is back in the queue at once"
 
 
 async def test_a_message_whose_receipt_is_refused_is_let_go_unsent() -> None:
