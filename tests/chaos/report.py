@@ -8,7 +8,7 @@ import json
 from collections import Counter
 
 from tests.bench.report import table
-from tests.chaos.checks import Problem, Verdict, events_of, first_answers, replies_by_tag
+from tests.chaos.checks import Problem, Verdict, events_of, first_answers, replies_by_tag, resent_same_id
 from tests.chaos.scenario import Outcome
 from tests.chaos.schedule import FAMILIES
 
@@ -95,6 +95,8 @@ def traffic_section(out: Outcome) -> list[str]:
          sum(1 for d in events_of(ev, "receipt") if d.get("type") == "retry")],
         ["retry receipts from contacts (a reply they could not decrypt at first)",
          len(events_of(ev, "message.retry_requested"))],
+        ["replies sent again under the id the phone had (a crash between send and record; dropped by the phone)",
+         resent_same_id(ev)],
         ["NACKs from the relay", sum(1 for d in events_of(ev, "message.ack") if d.get("error"))],
         ["logins (handshakes of kind login)", sum(1 for d in events_of(ev, "handshake") if d.get("kind") == "login")],
         ["connections replaced (440)", len(events_of(ev, "login.conflict"))],
