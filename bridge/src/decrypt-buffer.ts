@@ -16,6 +16,13 @@
  * when traffic continues, so clearing costs no extra write call, else in one batched write after a few seconds; the
  * connector's store gives every entry a TTL as the backstop, since this is message plaintext at rest.
  *
+ * A decryption whose key-store calls fail because the connector's store is out (an error marked `retryable`) is
+ * tried again, the whole transaction, for up to `STORE_PATIENCE_MS`: nothing of a failed transaction was stored, so
+ * the ciphertext decrypts the same way once the store answers. Failing it instead would make Baileys send a retry
+ * receipt, and the phone's fresh copy would reach the chatbot after the chat's later messages (or, if the ratchet
+ * was rolled back under the phone, not decrypt at all: "No matching sessions"). Baileys' message mutex is held
+ * meanwhile, so the session's later messages wait too, in order; none of them could be stored either.
+ *
  * The repository is Baileys' own (`DEFAULT_CONNECTION_CONFIG.makeSignalRepository`), wrapped through the socket
  * config's `makeSignalRepository` seam; Baileys itself is not changed for this.
  */
@@ -28,6 +35,7 @@ import {
 	type SignalRepositoryWithLIDStore
 } from 'baileys'
 import type { Logger } from 'pino'
+import { RpcError } from './protocol.js'
 import { errText } from './rpc.js'
 
 /** the key type the plaintexts are stored under in the connector's store */
@@ -35,6 +43,18 @@ export const DECRYPTED_TYPE = 'decrypted-message'
 const CLEAR_BATCH = 50
 /** clears wait this long for the next decryption's transaction to carry them, before they are written alone */
 const CLEAR_DELAY_MS = 5_000
+/** how long a decryption waits out a store outage (beyond Baileys' own commit retries) before it fails */
+export const STORE_PATIENCE_MS = 60_000
+const STORE_RETRY_FIRST_MS = 500
+const STORE_RETRY_MAX_MS = 5_000
+
+/** a key-store call failed because the connector's store is out, not because of what was asked (PROTOCOL.md) */
+export function storeOutage(err: unknown): boolean {
+	if (!(err instanceof RpcError)) return false
+	if (err.code === 'timeout') return true
+	const data = err.data as { retryable?: unknown } | undefined
+	return err.code === 'internal' && data?.retryable === true
+}
 
 type MakeRepository = typeof DEFAULT_CONNECTION_CONFIG.makeSignalRepository
 
@@ -56,7 +76,10 @@ export class DecryptBuffer {
 	private keys: SignalKeyStoreWithTransaction | undefined
 	hits = 0
 
-	constructor(private readonly log: Logger) {}
+	constructor(
+		private readonly log: Logger,
+		private readonly storePatienceMs = STORE_PATIENCE_MS
+	) {}
 
 	/** the socket config's `makeSignalRepository` */
 	readonly makeRepository: MakeRepository = (auth: SignalAuthState, logger, pnToLid) => {
@@ -111,6 +134,29 @@ export class DecryptBuffer {
 	}
 
 	private async decrypt(
+		keys: SignalKeyStoreWithTransaction,
+		txKey: string,
+		id: string,
+		decrypt: () => Promise<Uint8Array>
+	): Promise<Uint8Array> {
+		const deadline = Date.now() + this.storePatienceMs
+		let delay = STORE_RETRY_FIRST_MS
+		for (;;) {
+			const clearing = [...this.toClear]
+			try {
+				return await this.once(keys, txKey, id, decrypt)
+			} catch (err) {
+				// the clears this transaction carried were not stored either
+				for (const c of clearing) this.toClear.add(c)
+				if (!storeOutage(err) || Date.now() + delay > deadline) throw err
+				this.log.warn({ err: errText(err), retryInMs: delay }, 'the key store failed while decrypting; decrypting again')
+				await new Promise(resolve => setTimeout(resolve, delay))
+				delay = Math.min(STORE_RETRY_MAX_MS, delay * 2)
+			}
+		}
+	}
+
+	private async once(
 		keys: SignalKeyStoreWithTransaction,
 		txKey: string,
 		id: string,

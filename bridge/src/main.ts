@@ -11,14 +11,17 @@ installConsoleRouting(logger)
 
 const { readFileSync } = await import('node:fs')
 const { createRequire, register } = await import('node:module')
-// before anything imports baileys: the hook that lets the bridge hold delivery receipts (baileys-hooks.ts)
+// before anything imports baileys: the hook that lets the bridge hold delivery receipts and keep each chat's
+// messages in order (baileys-hooks.ts)
 register('./baileys-hooks.js', import.meta.url)
+const { HOOK_MARKERS } = await import('./baileys-hooks.js')
 const net = await import('node:net')
 const { RpcPeer, errText } = await import('./rpc.js')
 const { RpcError, PROTOCOL_VERSION } = await import('./protocol.js')
 const { SessionRegistry } = await import('./session.js')
-if (!(globalThis as { __waRelayReceiptGate?: boolean }).__waRelayReceiptGate) {
-	logger.fatal('the baileys load hook did not run: delivery receipts could not be held until messages are durable')
+const hooked = globalThis as unknown as Record<string, boolean | undefined>
+if (!HOOK_MARKERS.every(m => hooked[m])) {
+	logger.fatal({ missing: HOOK_MARKERS.filter(m => !hooked[m]) }, 'the baileys load hook did not run: receipts could not be held, nor messages kept in order')
 	process.exit(2)
 }
 const { registerCommands } = await import('./commands.js')

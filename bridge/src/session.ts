@@ -26,6 +26,7 @@ import makeWASocket, {
 import type { Logger } from 'pino'
 import { decodeWire, freshCreds, RpcAuthState, type Caller } from './auth-state.js'
 import { DecryptBuffer } from './decrypt-buffer.js'
+import { MessageOrder } from './message-order.js'
 import { meInfo, reduceConnectionUpdate, serializeKey, translateEvent } from './events.js'
 import {
 	RpcError,
@@ -131,8 +132,11 @@ const STOP_FALLBACK_MS = 10_000
  * anyway (what is still held is then delivered again by WhatsApp); within the bridge's 5 s shutdown grace */
 const RECEIPT_DRAIN_MS = 3_000
 
-/** the socket config this bridge passes: Baileys' own, plus the receipt gate of `baileys-hooks.ts` */
-type BridgeSocketConfig = UserFacingSocketConfig & { receiptGate: (node: BinaryNode, send: SendNode) => Promise<void> }
+/** the socket config this bridge passes: Baileys' own, plus the receipt gate and message order of `baileys-hooks.ts` */
+type BridgeSocketConfig = UserFacingSocketConfig & {
+	receiptGate: (node: BinaryNode, send: SendNode) => Promise<void>
+	messageOrder: MessageOrder
+}
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 	let timer: NodeJS.Timeout | undefined
@@ -171,6 +175,7 @@ export class Session {
 	auth: RpcAuthState | undefined
 	readonly decrypted: DecryptBuffer
 	readonly receipts: ReceiptGate
+	readonly order: MessageOrder
 	private requested = false
 	private finishing = false
 	private stopWhileStarting = false
@@ -193,6 +198,7 @@ export class Session {
 		})
 		this.queryTimeoutMs = (config.defaultQueryTimeoutMs ?? 60_000) + OPERATION_SLACK_MS
 		this.decrypted = new DecryptBuffer(log)
+		this.order = new MessageOrder(log)
 		this.receipts = new ReceiptGate({
 			takeDecrypted: () => this.decrypted.takeDecrypted(),
 			onReleased: ids => this.decrypted.onReleased(ids),
@@ -275,7 +281,8 @@ export class Session {
 			msgRetryCounterCache: this.registry.retryCache(this.id),
 			getMessage: key => this.getMessage(key),
 			makeSignalRepository: this.decrypted.makeRepository,
-			receiptGate: this.receipts.gate
+			receiptGate: this.receipts.gate,
+			messageOrder: this.order
 		}
 		if (this.env.wsUrl) cfg.waWebSocketUrl = this.env.wsUrl
 		if (c.browser) cfg.browser = c.browser

@@ -1,7 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { addTransactionCapability } from 'baileys'
-import { DecryptBuffer, DECRYPTED_TYPE, ciphertextId } from '../dist/decrypt-buffer.js'
+import { DecryptBuffer, DECRYPTED_TYPE, ciphertextId, storeOutage } from '../dist/decrypt-buffer.js'
+import { RpcError } from '../dist/protocol.js'
 import { silentLogger } from './helpers.mjs'
 
 /** a key store that records every set call, under Baileys' own transaction layer */
@@ -93,4 +94,48 @@ test('clears of released messages ride along in the next decryption\'s commit', 
 	assert.deepEqual(Object.keys(data[DECRYPTED_TYPE]), [second])
 	await buffer.flush()
 	assert.equal(sets.length, 2, 'nothing left to clear')
+})
+
+test('a decryption whose commit the store refuses during an outage is decrypted again once it answers', async () => {
+	const data = {}
+	const sets = []
+	let refusals = 2
+	const raw = {
+		get: async () => ({}),
+		set: async mutations => {
+			if (refusals-- > 0) throw new RpcError('internal', 'keys.set: StoreError: throttled', { retryable: true })
+			sets.push(Object.keys(mutations).sort())
+			for (const [type, values] of Object.entries(mutations)) Object.assign((data[type] ??= {}), values)
+		}
+	}
+	const keys = addTransactionCapability(raw, silentLogger, { maxCommitRetries: 1, delayBetweenTriesMs: 1 })
+	const buffer = new DecryptBuffer(silentLogger, 10_000)
+	buffer.caughtUp()
+	let attempts = 0
+	const id = ciphertextId('msg', Buffer.from('c'))
+	const out = await decrypt(buffer, keys, id, async () => {
+		attempts++
+		await keys.set({ session: { 'a.0': Buffer.from(`ratchet`) } })
+		return Buffer.from('plain')
+	})
+	assert.equal(Buffer.from(out).toString(), 'plain')
+	assert.equal(attempts, 3, 'the whole transaction again, twice')
+	assert.deepEqual(sets, [[DECRYPTED_TYPE, 'session']], 'stored once, together')
+})
+
+test('a refusal that is not an outage fails the decryption at once, and so does an outage past the patience', async () => {
+	const refuse = err => addTransactionCapability({ get: async () => ({}), set: async () => { throw err } }, silentLogger, { maxCommitRetries: 1, delayBetweenTriesMs: 1 })
+	const attempt = async (err, patienceMs) => {
+		const buffer = new DecryptBuffer(silentLogger, patienceMs)
+		buffer.caughtUp()
+		let attempts = 0
+		const keys = refuse(err)
+		await assert.rejects(decrypt(buffer, keys, 'x', async () => { attempts++; await keys.set({ session: { a: Buffer.from('r') } }); return Buffer.from('p') }))
+		return attempts
+	}
+	assert.equal(await attempt(new RpcError('internal', 'keys.set: SessionGone: lease lost'), 10_000), 1)
+	assert.equal(await attempt(new RpcError('not_connected', 'key store closed'), 10_000), 1)
+	assert.equal(await attempt(new Error('Bad MAC'), 10_000), 1)
+	assert.equal(await attempt(new RpcError('internal', 'StoreError', { retryable: true }), 0), 1, 'no patience: no retry')
+	assert.ok(storeOutage(new RpcError('timeout', 'keys.get got no answer')))
 })

@@ -1,9 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFile } from 'node:fs/promises'
-import { createRequire } from 'node:module'
 import { ReceiptGate, receiptIds } from '../dist/receipts.js'
-import { ORIGINAL, REPLACEMENT, patchSource, PATCHED_FILE } from '../dist/baileys-hooks.js'
 
 function gate() {
 	const sent = []
@@ -73,16 +70,4 @@ test('a held receipt that cannot be sent any more is reported, not thrown', asyn
 	g.release(['A'])
 	await new Promise(r => setImmediate(r))
 	assert.deepEqual(errors, [['A']])
-})
-
-test('the load hook matches the installed baileys exactly once, and refuses any other text', async () => {
-	const require = createRequire(import.meta.url)
-	const file = require.resolve('baileys/package.json').replace(/package\.json$/, 'lib/Socket/messages-send.js')
-	assert.ok(file.endsWith(PATCHED_FILE))
-	const source = await readFile(file, 'utf8')
-	const patched = patchSource(source)
-	assert.ok(patched.includes(REPLACEMENT) && !patched.includes(ORIGINAL))
-	assert.ok(patched.includes('globalThis.__waRelayReceiptGate = true'))
-	assert.throws(() => patchSource(source.replace(ORIGINAL, '')), /exactly once/)
-	assert.throws(() => patchSource(source + ORIGINAL), /exactly once/)
 })

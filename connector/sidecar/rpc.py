@@ -21,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from connector.errors import RelayError
+from connector.errors import LeaseLost, RelayError, StoreError
 from connector.sidecar.errors import (
     SidecarNotConnected,
     SidecarResponseError,
@@ -208,9 +208,11 @@ class JsonLinesRPC:
             await self._reply_error(req_id, e.code, str(e), e.data)
         except RelayError as e:
             # A refusal the host means (a write for a deleted session, a store outage): the bridge is told why, and
-            # the log gets one line, not a traceback.
+            # the log gets one line, not a traceback. A store outage is marked retryable: the same call may succeed
+            # later, where a lost lease never will.
             self.log.warning("%s refused: %s", method, e)
-            await self._reply_error(req_id, "internal", f"{type(e).__name__}: {e}"[:500])
+            retryable = {"retryable": True} if isinstance(e, StoreError) and not isinstance(e, LeaseLost) else None
+            await self._reply_error(req_id, "internal", f"{type(e).__name__}: {e}"[:500], retryable)
         except Exception as e:
             self.log.exception("handler of %s failed", method)
             await self._reply_error(req_id, "internal", f"{type(e).__name__}: {e}"[:500])

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from connector.errors import LeaseLost, StoreError
 from connector.sidecar.errors import InvalidParams, NoSocket, SidecarNotConnected, SidecarTimeout
 from connector.sidecar.rpc import JsonLinesRPC
 
@@ -101,6 +102,29 @@ async def test_requests_from_the_peer_are_answered_and_failures_do_not_stop_the_
     assert answers["b-3"]["error"]["code"] == "method_not_found"
     assert answers[None]["error"]["code"] == "parse_error"
     assert answers["b-4"]["result"] == {"values": {"a": 1}}
+
+
+async def test_a_store_outage_is_answered_as_retryable_and_a_lost_lease_is_not(pair: Any) -> None:
+    rpc, peer, _ = pair
+    errors = {"keys.set": StoreError("failed to save session x of s"), "keys.get": LeaseLost("lease of s taken")}
+
+    def refuse(method: str) -> Any:
+        async def handler(params: dict[str, Any]) -> Any:
+            raise errors[method]
+
+        return handler
+
+    for method in errors:
+        rpc.add_request_handler(method, refuse(method))
+    await peer.send({"id": "b-1", "method": "keys.set", "params": {}})
+    await peer.send({"id": "b-2", "method": "keys.get", "params": {}})
+    answers = {}
+    for _ in range(2):
+        msg = await peer.recv()
+        answers[msg["id"]] = msg["error"]
+    assert answers["b-1"] == {"code": "internal", "message": "StoreError: failed to save session x of s",
+                              "data": {"retryable": True}}  # fmt: skip
+    assert answers["b-2"]["code"] == "internal" and "data" not in answers["b-2"]
 
 
 async def test_events_are_delivered_in_order_even_when_a_handler_calls_back(pair: Any) -> None:

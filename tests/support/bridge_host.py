@@ -35,10 +35,14 @@ class RecordingHost:
         """Every creds object and key value the bridge handed over, deletions included: the secrets to look
         for in the bridge's output even after a logout wiped the store."""
         self._changed = asyncio.Condition()
+        self.read_delay: Callable[[str, list[str]], float] | None = None
+        """Seconds to hold a ``keys.get`` of (type, ids) before answering: a slow store read, injected."""
 
     # ---- BridgeHost ----
     async def keys_get(self, session: SessionId, type: str, ids: list[str]) -> dict[str, Any]:
         self.calls["keys.get"] = self.calls.get("keys.get", 0) + 1
+        if self.read_delay is not None and (delay := self.read_delay(type, ids)) > 0:
+            await asyncio.sleep(delay)
         return await self.store.get_keys(session, type, ids)
 
     async def keys_set(self, session: SessionId, data: dict[str, dict[str, Any]]) -> None:
