@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.inbound import logic
+from functions.inbound.answers import AnswerStore
 from functions.inbound.chatbot import Chatbot, RetryPolicy
 from functions.inbound.config import InboundConfig
 from functions.inbound.lidmap import LidMap
@@ -46,6 +47,7 @@ def build(config: InboundConfig) -> tuple[logic.Deps, IdempotencyConfig]:
         replies=ReplyQueue(sqs, config.outbound_queue_url),
         dead_letters=DeadLetterQueue(sqs, config.inbound_dlq_url),
         relay_once=logic.idempotent_relay(idempotency, persistence),
+        answers=AnswerStore(dynamodb, config.idempotency_table, ttl_s=config.dedup_ttl_s),
         forward_groups=config.forward_groups,
     )
     return deps, idempotency

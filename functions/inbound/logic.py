@@ -9,6 +9,8 @@ Decisions written down here:
 - ``relay`` runs at most once per ``event_id`` within ``DEDUP_TTL_S`` (Powertools idempotency, key prefix
   ``wa-inbound``): a redelivery after success returns the stored outcome without calling the bot; an exception
   releases the record, so the retry runs again (replies keep their dedup ids, so SQS drops copies within 5 minutes).
+- The chatbot's answer is stored before its replies are queued (``answers.py``) and looked up on a redelivery, so a
+  failure to queue the replies or to complete the idempotency record does not ask the bot a second time.
 - A permanent chatbot rejection (4xx, invalid 200 body) completes the record with an ERROR log line and no reply:
   redelivery would be rejected again.
 - Malformed bodies go to the inbound DLQ with a reason and the record counts as processed; if that send fails the
@@ -44,6 +46,7 @@ from connector.contracts import (
     lid_map_key_for_pn,
     reply_id,
 )
+from functions.inbound.answers import AnswerStore
 from functions.inbound.chatbot import Chatbot
 from functions.inbound.errors import ChatbotRejected
 from functions.inbound.lidmap import LidMap
@@ -81,6 +84,7 @@ class Deps:
     dead_letters: DeadLetterQueue
     relay_once: RelayOnce
     """``relay`` behind the idempotency utility (``idempotent_relay``)."""
+    answers: AnswerStore
     forward_groups: bool = False
 
 
@@ -110,7 +114,8 @@ def handle_record(record: SQSRecord, deps: Deps, *, remaining_ms: int) -> dict[s
         return None
     logger.set_correlation_id(envelope.message.id)
     logger.append_keys(session_id=envelope.session_id, event_id=envelope.event_id, chat_jid=envelope.chat.jid)
-    return handle(envelope, deps, deadline=deadline)
+    redelivered = int(record.attributes.approximate_receive_count or "1") > 1
+    return handle(envelope, deps, deadline=deadline, redelivered=redelivered)
 
 
 def reject_malformed(record: SQSRecord, reason: str, deps: Deps) -> None:
@@ -121,12 +126,14 @@ def reject_malformed(record: SQSRecord, reason: str, deps: Deps) -> None:
     deps.dead_letters.send(record.body, reason=reason, source_message_id=record.message_id)
 
 
-def handle(envelope: InboundEnvelope, deps: Deps, *, deadline: float) -> dict[str, Any] | None:
+def handle(
+    envelope: InboundEnvelope, deps: Deps, *, deadline: float, redelivered: bool = False
+) -> dict[str, Any] | None:
     reason = skip_reason(envelope, forward_groups=deps.forward_groups)
     if reason:
         logger.info("event skipped", extra={"reason": reason, "message_type": envelope.message.type})
         return None
-    return deps.relay_once(envelope=envelope, deps=deps, deadline=deadline)
+    return deps.relay_once(envelope=envelope, deps=deps, deadline=deadline, redelivered=redelivered)
 
 
 def skip_reason(envelope: InboundEnvelope, *, forward_groups: bool) -> str | None:
@@ -153,8 +160,9 @@ def skip_reason(envelope: InboundEnvelope, *, forward_groups: bool) -> str | Non
 # ---- once per event_id ---------------------------------------------------------------------------------------------
 
 
-def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float) -> dict[str, Any]:
-    """Resolve, ask, enqueue. The return value is stored in the idempotency record: keep it tiny and text-free."""
+def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered: bool = False) -> dict[str, Any]:
+    """Resolve, ask (or reuse the answer a failed earlier attempt stored), enqueue. The return value is stored in the
+    idempotency record: keep it tiny and text-free."""
     chat, sender = resolve_parties(envelope, deps.lid_map)
     request = ChatbotRequest(
         event_id=envelope.event_id,
@@ -164,13 +172,19 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float) -> dict[str
         message=envelope.message,
         me=envelope.me,
     )
-    logger.debug("asking chatbot", extra={"text": envelope.message.text, "message_type": envelope.message.type})
-    try:
-        answers = deps.chatbot.ask(request, deadline=deadline)
-    except ChatbotRejected as e:
-        # Deliberately completes the record: asking again would be rejected again (DESIGN section 6).
-        logger.error(PERMANENT_FAILURE, extra={"status": e.status, "event_id": envelope.event_id, "error": str(e)})
-        return {"status": e.status, "replies": 0, "rejected": True}
+    answers = deps.answers.get(envelope.event_id) if redelivered else None
+    if answers is not None:
+        logger.info("answer of an earlier attempt reused", extra={"replies": len(answers)})
+    else:
+        logger.debug("asking chatbot", extra={"text": envelope.message.text, "message_type": envelope.message.type})
+        try:
+            answers = deps.chatbot.ask(request, deadline=deadline)
+        except ChatbotRejected as e:
+            # Deliberately completes the record: asking again would be rejected again (DESIGN section 6).
+            logger.error(PERMANENT_FAILURE, extra={"status": e.status, "event_id": envelope.event_id, "error": str(e)})
+            return {"status": e.status, "replies": 0, "rejected": True}
+        if answers:
+            deps.answers.put(envelope.event_id, answers)
     replies = [
         OutboundReply(
             reply_id=reply_id(envelope.event_id, index),

@@ -14,9 +14,11 @@ from dataclasses import replace
 from types import ModuleType
 
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from connector.contracts import OutboundReply, message_group_id, reply_id
-from functions.inbound.queues import DeadLetterQueue
+from connector.contracts import ChatbotReply, OutboundReply, message_group_id, reply_id
+from functions.inbound.answers import AnswerStore
+from functions.inbound.queues import DeadLetterQueue, ReplyQueue
 from tests.functions.conftest import (
     SECRET,
     Aws,
@@ -182,6 +184,36 @@ def test_same_event_twice_calls_the_chatbot_once(
     assert item is not None
     assert item["status"]["S"] == "COMPLETED"
     assert "hi from alice" not in json.dumps(item)  # the stored outcome carries no message text
+
+
+def test_replies_that_could_not_be_queued_are_sent_on_the_retry_without_asking_the_bot_again(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    envelope = fresh(golden("pn"))
+    record = sqs_record(envelope)
+    chatbot.respond = lambda body: Answer(body={"replies": [{"text": f"answered {len(chatbot.calls)}"}]})
+    working = handler.deps.replies
+    missing = aws.queues["OUTBOUND_QUEUE_URL"].replace("outbound", "no-such-queue")
+    handler.deps = replace(handler.deps, replies=ReplyQueue(aws.sqs, missing, sleep=lambda _s: None))
+    with pytest.raises(BatchProcessingError):  # Powertools' answer when every record of the batch failed
+        handler.lambda_handler(sqs_event(record), lambda_context)
+    assert len(chatbot.calls) == 1 and replies_on(aws) == []
+    assert aws.idempotency_item(envelope.event_id) is None, "the failed attempt released the event"
+
+    handler.deps = replace(handler.deps, replies=working)
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope, receive_count=2)), LambdaContext()) == OK
+    assert len(chatbot.calls) == 1, "the stored answer was used"
+    [(_, reply)] = replies_on(aws)
+    assert reply.reply_id == reply_id(envelope.event_id, 0) and reply.text == "answered 1"
+
+
+def test_without_a_stored_answer_a_redelivery_asks_the_bot(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    """The control for the test above: a redelivery of an event nobody answered calls the chatbot."""
+    envelope = fresh(golden("pn"))
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope, receive_count=3)), lambda_context) == OK
+    assert len(chatbot.calls) == 1 and len(replies_on(aws)) == 1
 
 
 def test_same_event_twice_in_one_batch_calls_the_chatbot_once(
@@ -517,3 +549,18 @@ def test_text_only_at_debug_and_never_the_secret_or_signature(
 
 def _idempotency_key(event_id: str) -> str:
     return f"wa-inbound#{hashlib.md5(json.dumps(event_id).encode()).hexdigest()}"
+
+
+def test_the_answer_store_refuses_what_an_item_cannot_hold_and_forgets_at_expiry(aws: Aws) -> None:
+    store = AnswerStore(aws.dynamodb, "wa-relay-idempotency", ttl_s=60)
+    event_id = f"answers-{time.time_ns()}"
+    huge = [ChatbotReply(text="x" * 65536) for _ in range(7)]  # 448 KiB: valid for the contract, too big for an item
+    assert store.put(event_id, huge) is False and store.get(event_id) is None
+    small = [ChatbotReply(text="one"), ChatbotReply(text="two", quote=True)]
+    assert store.put(event_id, small) is True and store.get(event_id) == small
+    expired = AnswerStore(aws.dynamodb, "wa-relay-idempotency", ttl_s=-1)
+    assert expired.put(event_id, small) and expired.get(event_id) is None, (
+        "expired but not yet deleted counts as absent"
+    )
+    broken = AnswerStore(aws.dynamodb, "no-such-table", ttl_s=60)
+    assert broken.put(event_id, small) is False and broken.get(event_id) is None
