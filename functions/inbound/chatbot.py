@@ -3,10 +3,12 @@
 - Signature: ``X-Relay-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`` over the exact bytes sent,
   computed afresh for every attempt (a retry after a long ``Retry-After`` still carries a current ``t``).
 - 200 (and 201) → the replies of the ``ChatbotResponse`` body; 202 and 204 → no reply.
-- 408, 429, 5xx, timeouts and connection errors are retried (tenacity): exponential backoff with jitter, or exactly
-  the server's ``Retry-After`` (seconds or an HTTP date). Attempts stop at ``max_attempts`` or when the next attempt
-  would not finish before ``deadline``; then ``ChatbotUnavailable`` propagates, the record fails and SQS redelivers
-  it (and moves it to the DLQ after maxReceiveCount).
+- 408, 429, 5xx and failures to connect are retried (tenacity): exponential backoff with jitter, or exactly the
+  server's ``Retry-After`` (seconds or an HTTP date). Attempts stop at ``max_attempts`` or when the next attempt
+  would not finish before ``deadline``; then ``ChatbotUnavailable`` propagates and the record is retried later.
+- A call the bot received but did not answer in time (read timeout, connection dropped mid-answer) is not retried in
+  this invocation: the bot may still be working on it, and asking again now would have it answer twice (an LLM's
+  cost twice, and two answers that may differ). ``ChatbotUnavailable(maybe_answering=True)`` propagates at once.
 - Any other status is permanent: ``ChatbotRejected``, never retried. A 200 whose body is not a valid response is
   ``ChatbotInvalidResponse`` (also permanent: asking again would not make the bot answer differently).
 - Redirects are not followed (a POST must not silently turn into a GET): a 3xx is a permanent rejection.
@@ -28,7 +30,7 @@ from pydantic import ValidationError
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
 )
 from tenacity.stop import stop_base
@@ -111,7 +113,7 @@ class Chatbot:
         if deadline - time.monotonic() < MIN_ATTEMPT_S:
             raise ChatbotUnavailable("no time left in this invocation to call the chatbot")
         retrying = Retrying(
-            retry=retry_if_exception_type(ChatbotUnavailable),
+            retry=retry_if_exception(_retry_now),
             wait=self._wait,
             stop=stop_after_attempt(self.retry.max_attempts) | _OutOfTime(deadline),
             sleep=self._sleep,
@@ -170,8 +172,12 @@ class Chatbot:
                     response.release_conn()
                 else:
                     response.close()
+        except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.NewConnectionError) as e:
+            raise ChatbotUnavailable(f"chatbot not reachable: {type(e).__name__}") from e
         except urllib3.exceptions.HTTPError as e:
-            raise ChatbotUnavailable(f"chatbot request failed: {type(e).__name__}") from e
+            # Sent, or possibly sent (a reused keep-alive connection can drop as the request goes out): the bot may
+            # be answering it.
+            raise ChatbotUnavailable(f"chatbot did not answer: {type(e).__name__}", maybe_answering=True) from e
 
         status = response.status
         if status in (200, 201):
@@ -191,6 +197,10 @@ class Chatbot:
                 retry_after=retry_after_seconds(response.headers.get("Retry-After")),
             )
         raise ChatbotRejected(f"chatbot answered {status}", status=status)
+
+
+def _retry_now(error: BaseException) -> bool:
+    return isinstance(error, ChatbotUnavailable) and not error.maybe_answering
 
 
 class _OutOfTime(stop_base):

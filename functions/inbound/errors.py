@@ -17,12 +17,22 @@ class ChatbotError(InboundError):
 
 
 class ChatbotUnavailable(ChatbotError):
-    """Retryable: 408/429/5xx, a timeout or a connection error. ``retry_after`` is the server's hint in seconds."""
+    """Retryable: 408/429/5xx, a timeout or a connection error. ``retry_after`` is the server's hint in seconds.
+    ``maybe_answering``: the request reached the bot and no answer came back (a read timeout, a connection dropped
+    mid-answer), so the bot may still be working on it: not to be asked again at once."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        maybe_answering: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.maybe_answering = maybe_answering
 
 
 class ChatbotRejected(ChatbotError):

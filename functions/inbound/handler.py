@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
+from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -27,9 +28,17 @@ from functions.inbound.queues import DeadLetterQueue, ReplyQueue
 logger = Logger(service="wa-relay")
 
 
+AWS_CLIENT_CONFIG = BotoConfig(
+    connect_timeout=1.0, read_timeout=3.0, retries={"mode": "standard", "total_max_attempts": 2}
+)
+"""Explicit and short (botocore's defaults are 60 s and more attempts): one call, retry included, must fit in
+``logic.RESERVE_S``, or a stalled DynamoDB or SQS call after the chatbot answered would run the invocation into its
+timeout with the idempotency record still in progress (tests/functions checks the bound)."""
+
+
 def build(config: InboundConfig) -> tuple[logic.Deps, IdempotencyConfig]:
-    dynamodb = boto3.client("dynamodb")
-    sqs = boto3.client("sqs")
+    dynamodb = boto3.client("dynamodb", config=AWS_CLIENT_CONFIG)
+    sqs = boto3.client("sqs", config=AWS_CLIENT_CONFIG)
     idempotency = IdempotencyConfig(
         event_key_jmespath="event_id",
         raise_on_no_idempotency_key=True,

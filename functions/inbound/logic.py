@@ -57,8 +57,9 @@ logger = Logger(service="wa-relay", child=True)
 
 IDEMPOTENCY_KEY_PREFIX = "wa-inbound"
 """Stable across renames of the function or this module (otherwise they would silently reset dedup)."""
-RESERVE_S = 3.0
-"""Time kept back from the chatbot for queueing replies and completing the idempotency record."""
+RESERVE_S = 10.0
+"""Time kept back from the chatbot for what follows its answer: storing it, queueing the replies and completing the
+idempotency record (each one AWS call, ``handler.AWS_CLIENT_CONFIG`` bounds it)."""
 PERMANENT_FAILURE = "chatbot rejected event permanently"
 
 NO_CONTENT_TYPES = {

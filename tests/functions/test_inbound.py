@@ -314,7 +314,7 @@ def test_retry_after_beyond_the_remaining_time_fails_the_record_at_once(
     other = sqs_record(fresh(golden("lid")))
     started = time.monotonic()
 
-    result = handler.lambda_handler(sqs_event(record, other), LambdaContext(remaining_ms=10_000))
+    result = handler.lambda_handler(sqs_event(record, other), LambdaContext(remaining_ms=20_000))
 
     assert result == failures(record)
     assert time.monotonic() - started < 5
@@ -364,7 +364,7 @@ def test_invalid_json_from_the_bot_is_a_logged_permanent_failure(
     assert line.status == 200  # type: ignore[attr-defined]
 
 
-def test_timeouts_are_retried_then_fail_the_record_and_the_rest_of_its_chat_only(
+def test_a_call_that_timed_out_is_not_asked_again_at_once_and_fails_only_the_rest_of_its_chat(
     wire: Wire, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
 ) -> None:
     handler = wire(CHATBOT_TIMEOUT_S="0.3", CHATBOT_MAX_ATTEMPTS="3")
@@ -378,7 +378,8 @@ def test_timeouts_are_retried_then_fail_the_record_and_the_rest_of_its_chat_only
     result = handler.lambda_handler(sqs_event(*records), lambda_context)
 
     assert result == failures(records[0], records[1])
-    assert len(chatbot.calls_for(slow.event_id)) == 3
+    # the bot got the request and may still be answering it: asking again now would make it answer twice
+    assert len(chatbot.calls_for(slow.event_id)) == 1
     assert chatbot.calls_for(later_same_chat.event_id) == []
     assert len(chatbot.calls_for(other_chat.event_id)) == 1
     assert [r.event_id for _, r in replies_on(aws)] == [other_chat.event_id]

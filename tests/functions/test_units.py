@@ -9,14 +9,15 @@ from email.utils import formatdate
 from typing import Any
 
 import pytest
+import urllib3
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import ValidationError
 
-from connector.contracts import InboundEnvelope, OutboundReply, event_id, reply_id
+from connector.contracts import ChatbotRequest, InboundEnvelope, OutboundReply, event_id, reply_id
 from functions.inbound import queues
-from functions.inbound.chatbot import RetryPolicy, backoff_s, retry_after_seconds, sign
+from functions.inbound.chatbot import Chatbot, RetryPolicy, backoff_s, retry_after_seconds, sign
 from functions.inbound.config import InboundConfig
-from functions.inbound.errors import InboundConfigError, LidMapError, ReplySendError, ReplyTooLarge
+from functions.inbound.errors import ChatbotUnavailable, InboundConfigError, LidMapError, ReplySendError, ReplyTooLarge
 from functions.inbound.lidmap import LidMap
 from functions.inbound.logic import skip_reason
 from functions.inbound.models import describe_invalid, parse_body
@@ -237,3 +238,47 @@ def test_lid_map_gives_up_on_endless_unprocessed_keys() -> None:
     lid_map = LidMap(FakeDynamo({}, unprocessed_rounds=99), "t", sleep=lambda s: None)
     with pytest.raises(LidMapError):
         lid_map.lookup(["lid#1"])
+
+
+class _FailingPool:
+    """A urllib3 pool whose every request raises ``error``, counting the attempts."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.attempts = 0
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        self.attempts += 1
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "attempts"),
+    [
+        (urllib3.exceptions.NewConnectionError(None, "refused"), 3),  # never reached the bot: ask again now
+        (urllib3.exceptions.ConnectTimeoutError(None, "connect timed out"), 3),
+        (urllib3.exceptions.ReadTimeoutError(None, "/chat", "read timed out"), 1),  # the bot may still be answering
+        (urllib3.exceptions.ProtocolError("connection dropped mid-answer"), 1),
+    ],
+)
+def test_only_calls_that_never_reached_the_bot_are_retried_in_the_invocation(error: Exception, attempts: int) -> None:
+    pool = _FailingPool(error)
+    bot = Chatbot("http://bot/chat", "s", retry=RetryPolicy(3, 0.0, 0.0), pool=pool, sleep=lambda _s: None)
+    request = ChatbotRequest.model_validate(
+        {k: v for k, v in golden("pn").model_dump(mode="json").items() if k in ChatbotRequest.model_fields}
+    )
+    with pytest.raises(ChatbotUnavailable) as raised:
+        bot.ask(request, deadline=time.monotonic() + 30)
+    assert pool.attempts == attempts
+    assert raised.value.maybe_answering is (attempts == 1)
+
+
+def test_every_aws_call_of_the_function_fits_in_the_reserve_kept_after_the_chatbot() -> None:
+    from functions.inbound.handler import AWS_CLIENT_CONFIG
+    from functions.inbound.logic import RESERVE_S
+
+    cfg = AWS_CLIENT_CONFIG
+    attempts = cfg.retries["total_max_attempts"]
+    assert cfg.connect_timeout is not None and cfg.read_timeout is not None
+    one_call = attempts * (cfg.connect_timeout + cfg.read_timeout)
+    assert one_call < RESERVE_S, "a stalled call (all its attempts) must end before the invocation does"
