@@ -10,13 +10,13 @@ import os
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
-from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 
 from functions.inbound import logic
 from functions.inbound.answers import AnswerStore
