@@ -49,8 +49,9 @@ MIN_ATTEMPT_S = 0.5
 NO_REPLY = frozenset({202, 204})
 RETRYABLE = frozenset({408, 429})
 
-http = urllib3.PoolManager(num_pools=2, maxsize=4, retries=False)
-"""One pool per execution environment, reused across invocations (keep-alive to the chatbot)."""
+http = urllib3.PoolManager(num_pools=2, maxsize=10, retries=False)
+"""One pool per execution environment, reused across invocations (keep-alive to the chatbot); one connection per
+chat a batch answers at once."""
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:

@@ -11,7 +11,6 @@ from typing import Any
 
 import boto3  # type: ignore[import-untyped]
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
@@ -20,6 +19,7 @@ from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 
 from functions.inbound import logic
 from functions.inbound.answers import AnswerStore
+from functions.inbound.batch import process_fifo_batch
 from functions.inbound.chatbot import Chatbot, RetryPolicy
 from functions.inbound.config import InboundConfig
 from functions.inbound.lidmap import LidMap
@@ -64,8 +64,6 @@ def build(config: InboundConfig) -> tuple[logic.Deps, IdempotencyConfig]:
 
 config = InboundConfig.from_env(os.environ)
 deps, idempotency = build(config)
-processor = SqsFifoPartialProcessor(skip_group_on_error=True)
-"""A failed record fails only the rest of its own chat (message group) in this batch; other chats go on."""
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str, Any] | None:
@@ -74,9 +72,12 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str
     except Exception as e:
         logger.warning("record failed; SQS will redeliver it", extra={"error": f"{type(e).__name__}: {e}"})
         raise
+    finally:
+        logger.thread_safe_clear_keys()
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    """The batch's chats run in parallel, each in order (``batch.py``); a failed record fails the rest of its chat."""
     idempotency.register_lambda_context(context)
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return process_fifo_batch(event, lambda record: record_handler(record, context))

@@ -105,16 +105,20 @@ def idempotent_relay(config: IdempotencyConfig, persistence: BasePersistenceLaye
 
 def handle_record(record: SQSRecord, deps: Deps, *, remaining_ms: int) -> dict[str, Any] | None:
     """Everything for one SQS record; raises to fail it (SQS redelivers it, or skips its group in this batch)."""
-    logger.remove_keys(["session_id", "event_id", "chat_jid"])
-    logger.set_correlation_id(None)
+    # Per thread: the records of different chats are handled at the same time (batch.py).
+    logger.thread_safe_clear_keys()
     deadline = time.monotonic() + remaining_ms / 1000 - RESERVE_S
     try:
         envelope = parse_body(record.body)
     except ValidationError as e:
         reject_malformed(record, describe_invalid(e), deps)
         return None
-    logger.set_correlation_id(envelope.message.id)
-    logger.append_keys(session_id=envelope.session_id, event_id=envelope.event_id, chat_jid=envelope.chat.jid)
+    logger.thread_safe_append_keys(
+        correlation_id=envelope.message.id,
+        session_id=envelope.session_id,
+        event_id=envelope.event_id,
+        chat_jid=envelope.chat.jid,
+    )
     redelivered = int(record.attributes.approximate_receive_count or "1") > 1
     return handle(envelope, deps, deadline=deadline, redelivered=redelivered)
 

@@ -7,6 +7,7 @@ GIVEN an SQS FIFO event, WHEN the handler runs, THEN assert exactly what the cha
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import time
@@ -14,7 +15,6 @@ from dataclasses import replace
 from types import ModuleType
 
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from connector.contracts import ChatbotReply, OutboundReply, message_group_id, reply_id
 from functions.inbound.answers import AnswerStore
@@ -195,8 +195,7 @@ def test_replies_that_could_not_be_queued_are_sent_on_the_retry_without_asking_t
     working = handler.deps.replies
     missing = aws.queues["OUTBOUND_QUEUE_URL"].replace("outbound", "no-such-queue")
     handler.deps = replace(handler.deps, replies=ReplyQueue(aws.sqs, missing, sleep=lambda _s: None))
-    with pytest.raises(BatchProcessingError):  # Powertools' answer when every record of the batch failed
-        handler.lambda_handler(sqs_event(record), lambda_context)
+    assert handler.lambda_handler(sqs_event(record), lambda_context) == failures(record)
     assert len(chatbot.calls) == 1 and replies_on(aws) == []
     assert aws.idempotency_item(envelope.event_id) is None, "the failed attempt released the event"
 
@@ -309,7 +308,8 @@ def test_retry_after_beyond_the_remaining_time_fails_the_record_at_once(
     handler: ModuleType, chatbot: ChatbotServer, aws: Aws
 ) -> None:
     envelope = fresh(golden("pn"))
-    chatbot.script = [Answer(503, headers={"Retry-After": "60"})]
+    busy = Answer(503, headers={"Retry-After": "60"})
+    chatbot.respond = lambda body: busy if body["event_id"] == envelope.event_id else Answer()
     record = sqs_record(envelope)
     other = sqs_record(fresh(golden("lid")))
     started = time.monotonic()
@@ -393,8 +393,7 @@ def test_connection_refused_is_retried_then_fails_the_record(
     handler = wire(CHATBOT_URL="http://127.0.0.1:9/chat", CHATBOT_MAX_ATTEMPTS="2")
     envelope = fresh(golden("pn"))
     record = sqs_record(envelope)
-    with pytest.raises(Exception, match="All records failed processing"):
-        handler.lambda_handler(sqs_event(record), lambda_context)
+    assert handler.lambda_handler(sqs_event(record), lambda_context) == failures(record)
     assert aws.idempotency_item(envelope.event_id) is None
 
 
@@ -565,3 +564,60 @@ def test_the_answer_store_refuses_what_an_item_cannot_hold_and_forgets_at_expiry
     )
     broken = AnswerStore(aws.dynamodb, "no-such-table", ttl_s=60)
     assert broken.put(event_id, small) is False and broken.get(event_id) is None
+
+
+# ---- chats of a batch in parallel ----------------------------------------------------------------------------------
+
+
+def test_the_chats_of_a_batch_are_answered_in_parallel_each_in_order_with_its_own_log_keys(
+    handler: ModuleType,
+    chatbot: ChatbotServer,
+    aws: Aws,
+    lambda_context: LambdaContext,
+) -> None:
+    jids = [f"1555000{n:04d}@s.whatsapp.net" for n in range(4)]
+    chats = [fresh(golden("pn"), **{"chat.jid": jid, "chat.lid": None, "key.remoteJid": jid, "key.remoteJidAlt": None})
+             for jid in jids]  # fmt: skip
+    later = fresh(chats[0], **{"message.text": "second in chat 0"})
+    chatbot.respond = lambda body: Answer(delay_s=1.0, body={"replies": [{"text": f"re {body['message']['text']}"}]})
+    records = [sqs_record(e) for e in [*chats, later]]
+    assert len({r["attributes"]["MessageGroupId"] for r in records}) == 4
+    # Powertools formats a line (and reads the keys of its thread) as it is emitted: a handler of our own sees that.
+    lines = io.StringIO()
+    out = logging.StreamHandler(lines)
+    out.setFormatter(handler.logger.registered_formatter)
+    logging.getLogger("wa-relay").addHandler(out)
+    started = time.monotonic()
+
+    try:
+        assert handler.lambda_handler(sqs_event(*records), lambda_context) == OK
+    finally:
+        logging.getLogger("wa-relay").removeHandler(out)
+
+    elapsed = time.monotonic() - started
+    # one after another this would take 5 s; in parallel the slowest chat (two answers) sets the pace
+    assert elapsed < 3.5, elapsed
+    calls = [c.body["event_id"] for c in chatbot.calls]
+    assert sorted(calls) == sorted(e.event_id for e in [*chats, later])
+    assert calls.index(chats[0].event_id) < calls.index(later.event_id), "a chat stays in order"
+    assert len(replies_on(aws)) == 5
+    relayed = [json.loads(line) for line in lines.getvalue().splitlines() if '"event relayed"' in line]
+    by_message_id = {e.message.id: e.event_id for e in [*chats, later]}
+    # keys set per thread did not leak into another chat's lines
+    assert sorted(line["event_id"] for line in relayed) == sorted(by_message_id.values())
+    for line in relayed:
+        assert by_message_id[line["correlation_id"]] == line["event_id"]
+
+
+def test_a_failing_chat_fails_alone_and_its_later_records_are_not_attempted(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    bad = fresh(golden("pn"), **{"message.text": "bad"})
+    bad_later = fresh(bad, **{"message.text": "after bad"})
+    good = fresh(golden("lid"))
+    chatbot.respond = lambda body: (
+        Answer(503, headers={"Retry-After": "600"}) if body["message"]["text"] == "bad" else Answer()
+    )
+    records = [sqs_record(bad), sqs_record(good), sqs_record(bad_later)]
+    assert handler.lambda_handler(sqs_event(*records), lambda_context) == failures(records[0], records[2])
+    assert chatbot.calls_for(bad_later.event_id) == [] and len(chatbot.calls_for(good.event_id)) == 1
