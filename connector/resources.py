@@ -56,13 +56,21 @@ IDEMPOTENCY_TABLE = TableSpec("IDEMPOTENCY_TABLE", "wa-relay-idempotency", hash_
 
 TABLES = (AUTH_TABLE, LID_MAP_TABLE, IDEMPOTENCY_TABLE)
 
-INBOUND_FUNCTION_TIMEOUT_S = 30
-"""The inbound Lambda's timeout; the inbound queue's visibility timeout is six times it (AWS guidance)."""
+INBOUND_FUNCTION_TIMEOUT_S = 60
+"""The inbound Lambda's timeout; the inbound queue's visibility timeout is six times it (AWS guidance). Sized for
+LLM bots: one 30 s chatbot attempt (``CHATBOT_TIMEOUT_S``) plus the function's 10 s reserve, with room to spare."""
+
+INBOUND_RESERVE_S = 10
+"""What the inbound function keeps back from the chatbot for the AWS calls that follow its answer
+(``functions/inbound/logic.py``); Terraform checks that a chatbot attempt and this fit in the function timeout."""
 
 INBOUND_QUEUE = QueueSpec(
     "INBOUND_QUEUE_URL", "wa-relay-inbound.fifo", "wa-relay-inbound-dlq.fifo",
-    max_receive_count=5, visibility_timeout_s=6 * INBOUND_FUNCTION_TIMEOUT_S,
+    max_receive_count=100, visibility_timeout_s=6 * INBOUND_FUNCTION_TIMEOUT_S,
 )  # fmt: skip
+"""``max_receive_count`` is only the backstop for invocations that die before deciding: the function itself delays a
+failed record (``ChangeMessageVisibility``) and moves it to the DLQ, with its reason, after its outage budget
+(``functions/inbound/retries.py``)."""
 OUTBOUND_QUEUE = QueueSpec(
     "OUTBOUND_QUEUE_URL", "wa-relay-outbound.fifo", "wa-relay-outbound-dlq.fifo",
     max_receive_count=5, visibility_timeout_s=20,
@@ -150,6 +158,7 @@ def terraform_resources() -> dict[str, Any]:
         "_generated": "by `python -m connector.resources --write-terraform` from connector/resources.py; do not edit",
         "default_name_prefix": DEFAULT_NAME_PREFIX,
         "inbound_function_timeout_s": INBOUND_FUNCTION_TIMEOUT_S,
+        "inbound_reserve_s": INBOUND_RESERVE_S,
         "tables": {
             spec.env.removesuffix("_TABLE").lower(): {
                 "env": spec.env,

@@ -21,6 +21,8 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 RecordHandler = Callable[[SQSRecord], Any]
+OnChatFailed = Callable[[list[SQSRecord], BaseException], None]
+"""Called with a chat's failed record and the records after it (not attempted), and the error."""
 
 
 def chats(records: list[SQSRecord]) -> list[list[SQSRecord]]:
@@ -31,18 +33,20 @@ def chats(records: list[SQSRecord]) -> list[list[SQSRecord]]:
     return list(groups.values())
 
 
-def _run_chat(records: list[SQSRecord], handle: RecordHandler) -> list[str]:
+def _run_chat(records: list[SQSRecord], handle: RecordHandler, on_failed: OnChatFailed | None) -> list[str]:
     """Handles the records in order; the ids of the failed one and of those after it (not attempted)."""
     for index, record in enumerate(records):
         try:
             handle(record)
-        except Exception:
+        except Exception as e:
+            if on_failed is not None:
+                on_failed(records[index:], e)
             return [r.message_id for r in records[index:]]
     return []
 
 
 def process_fifo_batch(
-    event: dict[str, Any], handle: RecordHandler, *, max_chats: int = 10
+    event: dict[str, Any], handle: RecordHandler, *, on_chat_failed: OnChatFailed | None = None, max_chats: int = 10
 ) -> PartialItemFailureResponse:
     """``handle`` every record of the SQS ``event``; raises nothing: a failing record (``handle`` raised) is listed in
     ``batchItemFailures`` with the rest of its chat."""
@@ -50,9 +54,9 @@ def process_fifo_batch(
     groups = chats(records)
     failed: set[str] = set()
     if len(groups) == 1:
-        failed.update(_run_chat(groups[0], handle))
+        failed.update(_run_chat(groups[0], handle, on_chat_failed))
     elif groups:
         with ThreadPoolExecutor(max_workers=min(len(groups), max_chats), thread_name_prefix="chat") as pool:
-            for ids in pool.map(lambda group: _run_chat(group, handle), groups):
+            for ids in pool.map(lambda group: _run_chat(group, handle, on_chat_failed), groups):
                 failed.update(ids)
     return {"batchItemFailures": [{"itemIdentifier": r.message_id} for r in records if r.message_id in failed]}

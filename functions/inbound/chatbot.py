@@ -36,7 +36,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from connector.contracts import ChatbotReply, ChatbotRequest, ChatbotResponse
-from functions.inbound.errors import ChatbotInvalidResponse, ChatbotRejected, ChatbotUnavailable
+from functions.inbound.errors import ChatbotInvalidResponse, ChatbotRejected, ChatbotUnavailable, OutOfTime
 
 logger = Logger(service="wa-relay", child=True)
 
@@ -112,7 +112,7 @@ class Chatbot:
     def ask(self, request: ChatbotRequest, *, deadline: float) -> list[ChatbotReply]:
         """The bot's replies to ``request``; ``deadline`` is a ``time.monotonic()`` value no attempt may outlast."""
         if deadline - time.monotonic() < MIN_ATTEMPT_S:
-            raise ChatbotUnavailable("no time left in this invocation to call the chatbot")
+            raise OutOfTime("no time left in this invocation to call the chatbot")
         retrying = Retrying(
             retry=retry_if_exception(_retry_now),
             wait=self._wait,

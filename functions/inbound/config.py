@@ -33,12 +33,20 @@ class InboundConfig:
     dedup_ttl_s: int = 86400
     """How long an ``event_id`` is remembered (DESIGN section 5: default 24 h, at least 60 s)."""
     forward_groups: bool = False
-    chatbot_timeout_s: float = 10.0
-    chatbot_max_attempts: int = 4
+    chatbot_timeout_s: float = 30.0
+    """Per attempt: LLM bots take 3-30 s; a bot that needs longer answers 202 and replies later."""
+    chatbot_max_attempts: int = 3
     chatbot_retry_base_s: float = 0.5
     """First backoff step; doubles per attempt, plus up to the same again as jitter."""
     chatbot_retry_max_s: float = 8.0
     """Cap of one backoff step (a ``Retry-After`` is honoured as given, bounded only by the remaining time)."""
+    inbound_queue_url: str | None = None
+    """For ``ChangeMessageVisibility`` on failed records (``retries.py``); without it the queue's timeout applies."""
+    outage_budget_s: float = 6 * 3600
+    """How long a failing record keeps being retried before it goes to the inbound DLQ with its reason."""
+    retry_base_s: float = 30.0
+    """First delay of a failed record (doubled per receive), unless the chatbot's ``Retry-After`` asks for more."""
+    retry_max_s: float = 900.0
 
     @classmethod
     def from_env(
@@ -100,6 +108,10 @@ class InboundConfig:
             chatbot_max_attempts=int(number("CHATBOT_MAX_ATTEMPTS", cls.chatbot_max_attempts, 1)),
             chatbot_retry_base_s=number("CHATBOT_RETRY_BASE_S", cls.chatbot_retry_base_s, 0),
             chatbot_retry_max_s=number("CHATBOT_RETRY_MAX_S", cls.chatbot_retry_max_s, 0),
+            inbound_queue_url=env.get(INBOUND_QUEUE.env, "").strip() or None,
+            outage_budget_s=number("CHATBOT_OUTAGE_BUDGET_S", cls.outage_budget_s, 0),
+            retry_base_s=number("RETRY_BASE_S", cls.retry_base_s, 0),
+            retry_max_s=number("RETRY_MAX_S", cls.retry_max_s, 0),
             # last: arguments are evaluated in order, so a bad variable above fails before any AWS call is made
             chatbot_secret=chatbot_secret(),
         )

@@ -35,6 +35,10 @@ class ChatbotUnavailable(ChatbotError):
         self.maybe_answering = maybe_answering
 
 
+class OutOfTime(ChatbotUnavailable):
+    """This invocation has no time left to call the chatbot for the record (the others of its chat took it)."""
+
+
 class ChatbotRejected(ChatbotError):
     """Permanent: the chatbot refused the event (a 4xx other than 408/429, or an unexpected status). Never retried."""
 

@@ -15,7 +15,6 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 
 from functions.inbound import logic
 from functions.inbound.answers import AnswerStore
@@ -24,21 +23,14 @@ from functions.inbound.chatbot import Chatbot, RetryPolicy
 from functions.inbound.config import InboundConfig
 from functions.inbound.lidmap import LidMap
 from functions.inbound.queues import DeadLetterQueue, ReplyQueue
+from functions.inbound.retries import OutagePolicy, Visibility, delay_s, receive_count
 
 logger = Logger(service="wa-relay")
 
 
-AWS_CLIENT_CONFIG = BotoConfig(
-    connect_timeout=1.0, read_timeout=3.0, retries={"mode": "standard", "total_max_attempts": 2}
-)
-"""Explicit and short (botocore's defaults are 60 s and more attempts): one call, retry included, must fit in
-``logic.RESERVE_S``, or a stalled DynamoDB or SQS call after the chatbot answered would run the invocation into its
-timeout with the idempotency record still in progress (tests/functions checks the bound)."""
-
-
 def build(config: InboundConfig) -> tuple[logic.Deps, IdempotencyConfig]:
-    dynamodb = boto3.client("dynamodb", config=AWS_CLIENT_CONFIG)
-    sqs = boto3.client("sqs", config=AWS_CLIENT_CONFIG)
+    dynamodb = boto3.client("dynamodb", config=logic.AWS_CLIENT_CONFIG)
+    sqs = boto3.client("sqs", config=logic.AWS_CLIENT_CONFIG)
     idempotency = IdempotencyConfig(
         event_key_jmespath="event_id",
         raise_on_no_idempotency_key=True,
@@ -58,12 +50,20 @@ def build(config: InboundConfig) -> tuple[logic.Deps, IdempotencyConfig]:
         relay_once=logic.idempotent_relay(idempotency, persistence),
         answers=AnswerStore(dynamodb, config.idempotency_table, ttl_s=config.dedup_ttl_s),
         forward_groups=config.forward_groups,
+        visibility=Visibility(sqs, config.inbound_queue_url),
+        outage=OutagePolicy(budget_s=config.outage_budget_s, base_s=config.retry_base_s, max_s=config.retry_max_s),
     )
     return deps, idempotency
 
 
 config = InboundConfig.from_env(os.environ)
 deps, idempotency = build(config)
+
+
+def retry_later(records: list[SQSRecord], error: BaseException) -> None:
+    """A chat failed at ``records[0]``: hide it and the rest of the chat for the retry's backoff."""
+    if deps.visibility is not None:
+        deps.visibility.hide(records, delay_s(error, receive_count(records[0]), deps.outage))
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str, Any] | None:
@@ -80,4 +80,4 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """The batch's chats run in parallel, each in order (``batch.py``); a failed record fails the rest of its chat."""
     idempotency.register_lambda_context(context)
-    return process_fifo_batch(event, lambda record: record_handler(record, context))
+    return process_fifo_batch(event, lambda record: record_handler(record, context), on_chat_failed=retry_later)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -33,6 +33,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
+from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from pydantic import ValidationError
 
 from connector.contracts import (
@@ -46,20 +47,30 @@ from connector.contracts import (
     lid_map_key_for_pn,
     reply_id,
 )
+from connector.resources import INBOUND_RESERVE_S
 from functions.inbound.answers import AnswerStore
 from functions.inbound.chatbot import Chatbot
 from functions.inbound.errors import ChatbotRejected
 from functions.inbound.lidmap import LidMap
 from functions.inbound.models import describe_invalid, parse_body
 from functions.inbound.queues import DeadLetterQueue, ReplyQueue
+from functions.inbound.retries import OutagePolicy, Visibility, exhausted, reason_of, receive_count
 
 logger = Logger(service="wa-relay", child=True)
 
 IDEMPOTENCY_KEY_PREFIX = "wa-inbound"
 """Stable across renames of the function or this module (otherwise they would silently reset dedup)."""
-RESERVE_S = 10.0
+RESERVE_S = float(INBOUND_RESERVE_S)
 """Time kept back from the chatbot for what follows its answer: storing it, queueing the replies and completing the
-idempotency record (each one AWS call, ``handler.AWS_CLIENT_CONFIG`` bounds it)."""
+idempotency record (each one AWS call, ``AWS_CLIENT_CONFIG`` bounds it)."""
+AWS_CLIENT_CONFIG = BotoConfig(
+    connect_timeout=1.0, read_timeout=3.0, retries={"mode": "standard", "total_max_attempts": 2}
+)
+"""Explicit and short (botocore's defaults are 60 s and more attempts): one call, retry included, must fit in
+``RESERVE_S``, or a stalled DynamoDB or SQS call after the chatbot answered would run the invocation into its
+timeout with the idempotency record still in progress (tests/functions checks the bound)."""
+
+
 PERMANENT_FAILURE = "chatbot rejected event permanently"
 
 NO_CONTENT_TYPES = {
@@ -87,6 +98,9 @@ class Deps:
     """``relay`` behind the idempotency utility (``idempotent_relay``)."""
     answers: AnswerStore
     forward_groups: bool = False
+    outage: OutagePolicy = field(default_factory=OutagePolicy)
+    visibility: Visibility | None = None
+    """Delays a failed chat's retry (``retries.py``); ``None``: the queue's visibility timeout does."""
 
 
 def idempotent_relay(config: IdempotencyConfig, persistence: BasePersistenceLayer) -> RelayOnce:
@@ -119,8 +133,30 @@ def handle_record(record: SQSRecord, deps: Deps, *, remaining_ms: int) -> dict[s
         event_id=envelope.event_id,
         chat_jid=envelope.chat.jid,
     )
-    redelivered = int(record.attributes.approximate_receive_count or "1") > 1
-    return handle(envelope, deps, deadline=deadline, redelivered=redelivered)
+    if receive_count(record) > deps.outage.max_receives:
+        # Earlier invocations died with it before they could decide (timeouts, crashes): a loop to break.
+        give_up(record, "too_many_receives", f"{receive_count(record)} receives", deps)
+        return None
+    try:
+        return handle(envelope, deps, deadline=deadline, redelivered=receive_count(record) > 1)
+    except Exception as e:
+        why = exhausted(record, deps.outage)
+        if why is None:
+            raise
+        give_up(record, reason_of(e), f"{type(e).__name__}: {e}; {why}", deps)
+        return None
+
+
+def give_up(record: SQSRecord, reason: str, detail: str, deps: Deps) -> None:
+    """The record has failed for too long: to the inbound DLQ, in its chat's group, with the reason."""
+    logger.error("record moved to the DLQ", extra={"reason": reason, "detail": detail})
+    deps.dead_letters.send(
+        record.body,
+        reason=reason,
+        detail=detail,
+        source_message_id=record.message_id,
+        group=record.attributes.message_group_id,
+    )
 
 
 def reject_malformed(record: SQSRecord, reason: str, deps: Deps) -> None:

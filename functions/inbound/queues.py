@@ -93,17 +93,24 @@ class DeadLetterQueue:
         self._sqs = sqs
         self.url = url
 
-    def send(self, body: str, *, reason: str, source_message_id: str) -> None:
+    def send(
+        self, body: str, *, reason: str, source_message_id: str, group: str | None = None, detail: str | None = None
+    ) -> None:
+        """``group``: the record's own message group (its chat, so a redrive replays the chat in order); malformed
+        bodies, which have no trustworthy chat, share one group."""
+        attributes = {
+            "reason": reason[:REASON_MAX_CHARS],
+            "origin": "inbound",
+            "source_message_id": source_message_id,
+            **({"detail": detail[:REASON_MAX_CHARS]} if detail else {}),
+        }
         try:
             self._sqs.send_message(
                 QueueUrl=self.url,
                 MessageBody=body,
-                MessageGroupId=MALFORMED_GROUP,
+                MessageGroupId=group or MALFORMED_GROUP,
                 MessageDeduplicationId=hashlib.sha256(body.encode()).hexdigest(),
-                MessageAttributes={
-                    "reason": {"DataType": "String", "StringValue": reason[:REASON_MAX_CHARS]},
-                    "source_message_id": {"DataType": "String", "StringValue": source_message_id},
-                },
+                MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
             )
         except (BotoCoreError, ClientError) as e:
             raise DeadLetterError(f"failed to move record {source_message_id} to {self.url}") from e

@@ -302,6 +302,7 @@ class LocalStack:
             IDEMPOTENCY_TABLE.env: self.tables[IDEMPOTENCY_TABLE.env],
             LID_MAP_TABLE.env: self.tables[LID_MAP_TABLE.env],
             OUTBOUND_QUEUE.env: self.queue_urls[OUTBOUND_QUEUE.env],
+            INBOUND_QUEUE.env: self.queue_urls[INBOUND_QUEUE.env],
             "INBOUND_QUEUE_DLQ_URL": self.queue_urls["INBOUND_QUEUE_DLQ_URL"],
             "CHATBOT_URL": self.chatbot_url,
             "CHATBOT_SECRET": self.chatbot_secret,

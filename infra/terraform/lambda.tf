@@ -11,10 +11,14 @@ locals {
     # by anyone with lambda:GetFunctionConfiguration).
     CHATBOT_SECRET_ARN             = aws_secretsmanager_secret.chatbot_secret.arn
     (local.queues.outbound.env)    = aws_sqs_queue.outbound.url
+    (local.queues.inbound.env)     = aws_sqs_queue.inbound.url
     (local.queues.inbound.dlq_env) = aws_sqs_queue.inbound_dlq.url
     (local.tables.idempotency.env) = aws_dynamodb_table.idempotency.name
     (local.tables.lid_map.env)     = aws_dynamodb_table.lid_map.name
     DEDUP_TTL_S                    = tostring(var.dedup_ttl_s)
+    CHATBOT_TIMEOUT_S              = tostring(var.chatbot_timeout_s)
+    CHATBOT_MAX_ATTEMPTS           = tostring(var.chatbot_max_attempts)
+    CHATBOT_OUTAGE_BUDGET_S        = tostring(var.chatbot_outage_budget_s)
     POWERTOOLS_SERVICE_NAME        = "wa-relay"
   }
 }
@@ -58,6 +62,14 @@ resource "aws_lambda_function" "inbound" {
   }
 
   depends_on = [aws_iam_role_policy.inbound]
+
+  lifecycle {
+    precondition {
+      # One chatbot attempt, the reserve kept for the AWS calls after the answer, and a second to start in.
+      condition     = var.chatbot_timeout_s + local.inbound_reserve_s + 1 <= local.inbound_function_timeout
+      error_message = "chatbot_timeout_s plus the function's reserve (connector/resources.py INBOUND_RESERVE_S) must fit in the function timeout (INBOUND_FUNCTION_TIMEOUT_S)."
+    }
+  }
 }
 
 resource "aws_lambda_event_source_mapping" "inbound" {

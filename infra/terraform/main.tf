@@ -9,6 +9,7 @@ locals {
 
   inbound_function_name    = "${var.name_prefix}-inbound"
   inbound_function_timeout = local.resources.inbound_function_timeout_s
+  inbound_reserve_s        = local.resources.inbound_reserve_s
   inbound_package_path     = coalesce(var.inbound_package_path, "${path.module}/../../dist/lambda/inbound.zip")
 
   connector_name      = "${var.name_prefix}-connector"

@@ -170,6 +170,41 @@ variable "inbound_batch_size" {
   }
 }
 
+variable "chatbot_timeout_s" {
+  description = "Seconds the inbound function waits for one chatbot answer (CHATBOT_TIMEOUT_S). A call that times out is not repeated in the same invocation (the bot may still be answering); a bot that needs longer answers 202 and replies later."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.chatbot_timeout_s >= 1 && var.chatbot_timeout_s <= 600
+    error_message = "chatbot_timeout_s must be from 1 to 600 seconds (and, with the function's reserve, fit in its timeout: checked on the function)."
+  }
+}
+
+variable "chatbot_max_attempts" {
+  description = "Chatbot attempts per invocation for answers that are certain failures (5xx, 429, connection refused), CHATBOT_MAX_ATTEMPTS; each is bounded by the time left."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.chatbot_max_attempts >= 1 && var.chatbot_max_attempts <= 10 && floor(var.chatbot_max_attempts) == var.chatbot_max_attempts
+    error_message = "chatbot_max_attempts must be a whole number from 1 to 10."
+  }
+}
+
+variable "chatbot_outage_budget_s" {
+  description = "How long an inbound message keeps being retried (with growing delays, without burning SQS receives) while the chatbot or AWS fails, before it goes to the inbound DLQ with its reason (CHATBOT_OUTAGE_BUDGET_S)."
+  type        = number
+  default     = 21600
+
+  validation {
+    # The inbound queue keeps a message 4 days (SQS's default retention); a budget past that would lose messages
+    # to expiry instead of moving them to the DLQ.
+    condition     = var.chatbot_outage_budget_s >= 60 && var.chatbot_outage_budget_s <= 259200
+    error_message = "chatbot_outage_budget_s must be from 60 s to 3 days (259200), well inside the inbound queue's 4-day retention."
+  }
+}
+
 variable "inbound_max_concurrency" {
   description = "Most concurrent inbound function invocations the event source mapping starts (FIFO is also bounded by the number of active chats)."
   type        = number

@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import json
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -54,8 +55,11 @@ def group_of(envelope: InboundEnvelope) -> str:
     return envelope.group_id
 
 
-def sqs_record(body: InboundEnvelope | str, *, group: str | None = None, receive_count: int = 1) -> dict[str, Any]:
-    """A real-shaped FIFO SQS record (from ``sqs.inbound.fifo.json``) carrying ``body``."""
+def sqs_record(
+    body: InboundEnvelope | str, *, group: str | None = None, receive_count: int = 1, age_s: float = 0.0
+) -> dict[str, Any]:
+    """A real-shaped FIFO SQS record (from ``sqs.inbound.fifo.json``) carrying ``body``, first taken by SQS
+    ``age_s`` ago."""
     record = copy.deepcopy(load("sqs.inbound.fifo.json")["Records"][0])
     text = body if isinstance(body, str) else body.model_dump_json()
     record["messageId"] = str(uuid.uuid4())
@@ -63,6 +67,7 @@ def sqs_record(body: InboundEnvelope | str, *, group: str | None = None, receive
     record["md5OfBody"] = hashlib.md5(text.encode()).hexdigest()
     attributes = record["attributes"]
     attributes["ApproximateReceiveCount"] = str(receive_count)
+    attributes["SentTimestamp"] = str(int((time.time() - age_s) * 1000))
     attributes["SequenceNumber"] = str(18849496460467696128 + uuid.uuid4().int % 10**6)
     if isinstance(body, InboundEnvelope):
         attributes["MessageGroupId"] = group or group_of(body)

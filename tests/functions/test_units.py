@@ -66,7 +66,8 @@ def test_golden_outbound_reply_answers_the_pn_envelope() -> None:
 
 def test_config_defaults() -> None:
     config = InboundConfig.from_env(REQUIRED)
-    assert (config.dedup_ttl_s, config.chatbot_timeout_s, config.chatbot_max_attempts) == (86400, 10.0, 4)
+    assert (config.dedup_ttl_s, config.chatbot_timeout_s, config.chatbot_max_attempts) == (86400, 30.0, 3)
+    assert (config.outage_budget_s, config.retry_base_s, config.retry_max_s) == (21600, 30, 900)
     assert config.forward_groups is False
     assert config.idempotency_table == "wa-relay-idempotency"
     assert config.lid_map_table == "wa-relay-lid-map"
@@ -274,11 +275,24 @@ def test_only_calls_that_never_reached_the_bot_are_retried_in_the_invocation(err
 
 
 def test_every_aws_call_of_the_function_fits_in_the_reserve_kept_after_the_chatbot() -> None:
-    from functions.inbound.handler import AWS_CLIENT_CONFIG
-    from functions.inbound.logic import RESERVE_S
+    from functions.inbound.logic import AWS_CLIENT_CONFIG, RESERVE_S
 
     cfg = AWS_CLIENT_CONFIG
     attempts = cfg.retries["total_max_attempts"]
     assert cfg.connect_timeout is not None and cfg.read_timeout is not None
     one_call = attempts * (cfg.connect_timeout + cfg.read_timeout)
     assert one_call < RESERVE_S, "a stalled call (all its attempts) must end before the invocation does"
+
+
+def test_the_retry_delay_doubles_per_receive_is_capped_and_yields_to_a_longer_retry_after() -> None:
+    from functions.inbound.errors import OutOfTime
+    from functions.inbound.retries import OutagePolicy, delay_s
+
+    policy = OutagePolicy(base_s=30, max_s=900)
+    down = ChatbotUnavailable("503", status=503)
+    assert 30 <= delay_s(down, 1, policy) <= 33 and 60 <= delay_s(down, 2, policy) <= 66
+    assert 900 <= delay_s(down, 20, policy) <= 990, "capped (plus at most 10 % jitter)"
+    assert delay_s(ChatbotUnavailable("429", status=429, retry_after=3600), 1, policy) == 3600
+    assert 30 <= delay_s(ChatbotUnavailable("429", status=429, retry_after=5), 1, policy) <= 33, "never sooner"
+    assert delay_s(OutOfTime("no time left"), 5, policy) == 0, "nothing failed: at once"
+    assert delay_s(ChatbotUnavailable("x", retry_after=10**6), 1, policy) == 12 * 3600, "SQS's limit"

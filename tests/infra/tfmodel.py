@@ -358,9 +358,9 @@ def _redrive(model: Model, body: Mapping[str, Any]) -> tuple[str | None, Any]:
     return (target[1] if target else None), (model._expr(count[1], None) if count else None)
 
 
-def check_queues(model: Model, max_receive_count: int) -> Problems:
-    """Every queue FIFO (name ``.fifo``); every non-DLQ redrives to a FIFO DLQ with the code's maxReceiveCount; every
-    DLQ lets only its source queues redrive to it."""
+def check_queues(model: Model, max_receive_count: int | Mapping[str, int]) -> Problems:
+    """Every queue FIFO (name ``.fifo``); every non-DLQ redrives to a FIFO DLQ with the code's maxReceiveCount (one for
+    all, or by resource name); every DLQ lets only its source queues redrive to it."""
     problems: Problems = []
     queues = model.of_type("aws_sqs_queue")
     if not queues:
@@ -378,8 +378,9 @@ def check_queues(model: Model, max_receive_count: int) -> Problems:
                 problems.append(f"aws_sqs_queue.{name}: redrive_policy does not target an aws_sqs_queue in this stack")
             else:
                 dlq_sources.setdefault(target, []).append(name)
-            if count != max_receive_count:
-                problems.append(f"aws_sqs_queue.{name}: maxReceiveCount {count!r} != the code's {max_receive_count}")
+            expected = max_receive_count if isinstance(max_receive_count, int) else max_receive_count.get(name)
+            if count != expected:
+                problems.append(f"aws_sqs_queue.{name}: maxReceiveCount {count!r} != the code's {expected}")
     for name in queues:
         if name not in dlq_sources and "redrive_policy" not in queues[name]:
             problems.append(f"aws_sqs_queue.{name}: neither a DLQ nor redriving to one")
