@@ -47,6 +47,8 @@ class InboundConfig:
     retry_base_s: float = 30.0
     """First delay of a failed record (doubled per receive), unless the chatbot's ``Retry-After`` asks for more."""
     retry_max_s: float = 900.0
+    max_message_age_s: float = 3600.0
+    """A message older than this is not answered (0: no limit); see ``logic.stale``."""
 
     @classmethod
     def from_env(
@@ -112,6 +114,7 @@ class InboundConfig:
             outage_budget_s=number("CHATBOT_OUTAGE_BUDGET_S", cls.outage_budget_s, 0),
             retry_base_s=number("RETRY_BASE_S", cls.retry_base_s, 0),
             retry_max_s=number("RETRY_MAX_S", cls.retry_max_s, 0),
+            max_message_age_s=number("MAX_MESSAGE_AGE_S", cls.max_message_age_s, 0),
             # last: arguments are evaluated in order, so a bad variable above fails before any AWS call is made
             chatbot_secret=chatbot_secret(),
         )

@@ -51,6 +51,7 @@ def build(config: InboundConfig) -> tuple[logic.Deps, IdempotencyConfig]:
         answers=AnswerStore(dynamodb, config.idempotency_table, ttl_s=config.dedup_ttl_s),
         forward_groups=config.forward_groups,
         visibility=Visibility(sqs, config.inbound_queue_url),
+        max_age_s=config.max_message_age_s,
         outage=OutagePolicy(budget_s=config.outage_budget_s, base_s=config.retry_base_s, max_s=config.retry_max_s),
     )
     return deps, idempotency

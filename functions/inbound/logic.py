@@ -11,6 +11,8 @@ Decisions written down here:
   releases the record, so the retry runs again (replies keep their dedup ids, so SQS drops copies within 5 minutes).
 - The chatbot's answer is stored before its replies are queued (``answers.py``) and looked up on a redelivery, so a
   failure to queue the replies or to complete the idempotency record does not ask the bot a second time.
+- A message older than ``MAX_MESSAGE_AGE_S`` (its WhatsApp timestamp) is not answered: skipped before the bot is
+  asked, and an answer that comes after it got that old (an outage) is not sent; both are logged and counted.
 - A permanent chatbot rejection (4xx, invalid 200 body) completes the record with an ERROR log line and no reply:
   redelivery would be rejected again.
 - Malformed bodies go to the inbound DLQ with a reason and the record counts as processed; if that send fails the
@@ -99,6 +101,9 @@ class Deps:
     answers: AnswerStore
     forward_groups: bool = False
     outage: OutagePolicy = field(default_factory=OutagePolicy)
+    max_age_s: float = 3600.0
+    """A message older than this (by its WhatsApp timestamp) is not answered: before the bot is asked, or when its
+    answer comes after an outage. 0: no limit."""
     visibility: Visibility | None = None
     """Delays a failed chat's retry (``retries.py``); ``None``: the queue's visibility timeout does."""
 
@@ -170,11 +175,19 @@ def reject_malformed(record: SQSRecord, reason: str, deps: Deps) -> None:
 def handle(
     envelope: InboundEnvelope, deps: Deps, *, deadline: float, redelivered: bool = False
 ) -> dict[str, Any] | None:
-    reason = skip_reason(envelope, forward_groups=deps.forward_groups)
+    reason = skip_reason(envelope, forward_groups=deps.forward_groups) or stale(envelope, deps.max_age_s)
     if reason:
         logger.info("event skipped", extra={"reason": reason, "message_type": envelope.message.type})
         return None
     return deps.relay_once(envelope=envelope, deps=deps, deadline=deadline, redelivered=redelivered)
+
+
+def stale(envelope: InboundEnvelope, max_age_s: float) -> str | None:
+    """Why a message is too old to be answered now (a stale answer is worse than none), or ``None``."""
+    age = time.time() - envelope.message.timestamp
+    if max_age_s and age > max_age_s:
+        return f"stale: {age:.0f} s old, over MAX_MESSAGE_AGE_S ({max_age_s:.0f} s)"
+    return None
 
 
 def skip_reason(envelope: InboundEnvelope, *, forward_groups: bool) -> str | None:
@@ -226,6 +239,10 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
             return {"status": e.status, "replies": 0, "rejected": True}
         if answers:
             deps.answers.put(envelope.event_id, answers)
+    if answers and (why := stale(envelope, deps.max_age_s)):
+        # The bot answered after an outage: the contact has moved on, and an answer now would confuse more than help.
+        logger.info("answer not sent", extra={"reason": why, "replies": len(answers), "metric": "stale_answers"})
+        return {"status": 200, "replies": 0, "stale": True}
     replies = [
         OutboundReply(
             reply_id=reply_id(envelope.event_id, index),

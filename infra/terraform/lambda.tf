@@ -19,6 +19,7 @@ locals {
     CHATBOT_TIMEOUT_S              = tostring(var.chatbot_timeout_s)
     CHATBOT_MAX_ATTEMPTS           = tostring(var.chatbot_max_attempts)
     CHATBOT_OUTAGE_BUDGET_S        = tostring(var.chatbot_outage_budget_s)
+    MAX_MESSAGE_AGE_S              = tostring(var.max_message_age_s)
     POWERTOOLS_SERVICE_NAME        = "wa-relay"
   }
 }

@@ -205,6 +205,17 @@ variable "chatbot_outage_budget_s" {
   }
 }
 
+variable "max_message_age_s" {
+  description = "A message older than this (by its WhatsApp timestamp) is not answered: skipped before the chatbot is asked, and an answer that comes after an outage made it that old is not sent (MAX_MESSAGE_AGE_S). 0: no limit."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.max_message_age_s >= 0 && floor(var.max_message_age_s) == var.max_message_age_s
+    error_message = "max_message_age_s must be a whole number of seconds, 0 for no limit."
+  }
+}
+
 variable "inbound_max_concurrency" {
   description = "Most concurrent inbound function invocations the event source mapping starts (FIFO is also bounded by the number of active chats)."
   type        = number

@@ -35,10 +35,12 @@ def golden(name: str) -> InboundEnvelope:
 
 
 def fresh(envelope: InboundEnvelope, **changes: Any) -> InboundEnvelope:
-    """``envelope`` with a new WhatsApp message id (so a new ``event_id``) plus ``changes`` (dotted keys allowed)."""
+    """``envelope`` with a new WhatsApp message id (so a new ``event_id``), sent now, plus ``changes`` (dotted keys
+    allowed)."""
     data = envelope.model_dump(mode="json")
     msg_id = "3EB0" + uuid.uuid4().hex[:16].upper()
     data["message"]["id"] = data["key"]["id"] = msg_id
+    data["message"]["timestamp"] = int(time.time())
     for dotted, value in changes.items():
         target = data
         *path, last = dotted.split(".")

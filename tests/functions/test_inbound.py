@@ -49,8 +49,9 @@ def replies_on(aws: Aws) -> list[tuple[dict[str, str], OutboundReply]]:
 
 
 def test_golden_event_reaches_the_chatbot_and_its_reply_matches_the_golden_body(
-    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+    wire: Wire, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
 ) -> None:
+    handler = wire(MAX_MESSAGE_AGE_S="0")  # the golden message's timestamp is fixed, so old
     # GIVEN the golden FIFO event for a PN contact's text, and a bot that quotes its echo
     event = load("sqs.inbound.fifo.json")
     envelope = golden("pn")
@@ -689,3 +690,29 @@ def test_a_record_that_keeps_killing_its_invocation_is_dead_lettered_before_the_
     assert chatbot.calls == []
     [dead] = aws.drain("INBOUND_QUEUE_DLQ_URL")
     assert dead["MessageAttributes"]["reason"]["StringValue"] == "too_many_receives"
+
+
+# ---- stale messages ------------------------------------------------------------------------------------------------
+
+
+def test_a_message_older_than_the_maximum_age_is_not_answered_before_or_after_the_bot(
+    wire: Wire, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    handler = wire(MAX_MESSAGE_AGE_S="600", CHATBOT_TIMEOUT_S="5")
+    old = fresh(golden("pn"), **{"message.timestamp": int(time.time()) - 601})
+    assert handler.lambda_handler(sqs_event(sqs_record(old)), lambda_context) == OK
+    assert chatbot.calls == [] and replies_on(aws) == []
+    assert aws.idempotency_item(old.event_id) is None, "a skip does not use up the event id"
+
+    # the bot answers, but only after the message got too old (an outage): the answer is not sent
+    ageing = fresh(golden("pn"), **{"message.timestamp": int(time.time()) - 598})  # 598-599 s old when asked
+    chatbot.respond = lambda body: Answer(delay_s=3.0)
+    assert handler.lambda_handler(sqs_event(sqs_record(ageing)), lambda_context) == OK
+    assert len(chatbot.calls) == 1 and replies_on(aws) == []
+    item = aws.idempotency_item(ageing.event_id)
+    assert item is not None and item["status"]["S"] == "COMPLETED", "answered, so not asked again"
+
+    young = fresh(golden("pn"))
+    chatbot.respond = lambda body: Answer()
+    assert handler.lambda_handler(sqs_event(sqs_record(young)), lambda_context) == OK
+    assert len(replies_on(aws)) == 1, "the control: a fresh message is answered"
