@@ -13,8 +13,12 @@ Decisions written down here:
   failure to queue the replies or to complete the idempotency record does not ask the bot a second time.
 - A permanent chatbot rejection (4xx, invalid 200 body) completes the record with an ERROR log line and no reply:
   redelivery would be rejected again.
-- Malformed bodies go to the inbound DLQ with a reason and the record counts as processed; if that send fails the
-  record fails (it stays on the queue and reaches the DLQ through the redrive policy anyway).
+- Malformed bodies go to the inbound DLQ (reason ``malformed``, what is wrong as ``detail``) and the record counts as
+  processed; if that send fails the record fails (it stays on the queue and reaches the DLQ through the redrive
+  policy anyway).
+- A copy the dead-letter tool put back (``REDRIVE_ATTRIBUTE``) counts as a redelivery: an answer an earlier attempt
+  stored is used instead of asking the chatbot again.
+- Permanent rejections are counted (``metrics``, EMF).
 - Replies are addressed to ``chat.jid`` exactly as received and grouped like the inbound chat
   (``envelope.group_id``, the group the publisher used).
 """
@@ -36,6 +40,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from pydantic import ValidationError
 
 from connector.contracts import (
+    REDRIVE_ATTRIBUTE,
     ChatbotRequest,
     ChatRef,
     InboundEnvelope,
@@ -46,12 +51,13 @@ from connector.contracts import (
     lid_map_key_for_pn,
     reply_id,
 )
+from functions.inbound import metrics
 from functions.inbound.answers import AnswerStore
 from functions.inbound.chatbot import Chatbot
 from functions.inbound.errors import ChatbotRejected
 from functions.inbound.lidmap import LidMap
 from functions.inbound.models import describe_invalid, parse_body
-from functions.inbound.queues import DeadLetterQueue, ReplyQueue
+from functions.inbound.queues import MALFORMED, DeadLetterQueue, ReplyQueue
 
 logger = Logger(service="wa-relay", child=True)
 
@@ -119,7 +125,10 @@ def handle_record(record: SQSRecord, deps: Deps, *, remaining_ms: int) -> dict[s
         event_id=envelope.event_id,
         chat_jid=envelope.chat.jid,
     )
-    redelivered = int(record.attributes.approximate_receive_count or "1") > 1
+    # A copy the dead-letter tool put back is a new SQS message, but an earlier attempt may have stored the answer.
+    redelivered = int(record.attributes.approximate_receive_count or "1") > 1 or (
+        REDRIVE_ATTRIBUTE in (record.get("messageAttributes") or {})
+    )
     return handle(envelope, deps, deadline=deadline, redelivered=redelivered)
 
 
@@ -128,7 +137,13 @@ def reject_malformed(record: SQSRecord, reason: str, deps: Deps) -> None:
         "malformed inbound record, moving it to the DLQ",
         extra={"reason": reason, "sqs_message_id": record.message_id, "body_bytes": len(record.body.encode())},
     )
-    deps.dead_letters.send(record.body, reason=reason, source_message_id=record.message_id)
+    deps.dead_letters.send(
+        record.body,
+        reason=MALFORMED,
+        detail=reason,
+        source_message_id=record.message_id,
+        receive_count=record.attributes.approximate_receive_count or "",
+    )
 
 
 def handle(
@@ -187,6 +202,7 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
         except ChatbotRejected as e:
             # Deliberately completes the record: asking again would be rejected again (DESIGN section 6).
             logger.error(PERMANENT_FAILURE, extra={"status": e.status, "event_id": envelope.event_id, "error": str(e)})
+            metrics.chatbot_rejected()
             return {"status": e.status, "replies": 0, "rejected": True}
         if answers:
             deps.answers.put(envelope.event_id, answers)

@@ -426,9 +426,15 @@ def test_malformed_body_goes_to_the_dlq_and_the_record_counts_as_processed(
     [dead] = aws.drain("INBOUND_QUEUE_DLQ_URL")
     assert dead["Body"] == body
     assert dead["Attributes"]["MessageGroupId"] == "malformed"
-    assert dead["Attributes"]["MessageDeduplicationId"] == hashlib.sha256(body.encode()).hexdigest()
-    assert dead["MessageAttributes"]["reason"]["StringValue"].startswith(reason)
-    assert dead["MessageAttributes"]["source_message_id"]["StringValue"] == record["messageId"]
+    assert dead["Attributes"]["MessageDeduplicationId"] == record["messageId"]
+    attributes = {name: value["StringValue"] for name, value in dead["MessageAttributes"].items()}
+    assert attributes.pop("detail").startswith(reason)
+    assert attributes == {
+        "reason": "malformed",
+        "origin": "inbound",
+        "receive_count": "1",
+        "source_message_id": record["messageId"],
+    }
     [line] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert body not in json.dumps(line.__dict__, default=str)
 
