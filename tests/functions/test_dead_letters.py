@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
 from connector.contracts import REDRIVE_ATTRIBUTE, ChatbotReply, OutboundReply
+from connector.deadletters.sources import QueueSource
 from functions.inbound import metrics
 from functions.inbound.answers import AnswerStore
+from infra.local.runner import sqs_record as runner_record
 from tests.functions.conftest import Aws, LambdaContext, fresh, golden, sqs_event, sqs_record
 from tests.support.chatbot import Answer, ChatbotServer
+from tests.support.deadletters import Tool, dead_letter_by_redrive_policy, depth, drop_queues, make_queues, take_all
 
 OK: dict[str, list[dict[str, str]]] = {"batchItemFailures": []}
 
@@ -133,3 +138,110 @@ def test_stale_skips_have_a_counter_for_the_function_to_call(capsys: pytest.Capt
     out = capsys.readouterr().out
     assert counted(out, "StaleSkipped") == 2
     assert metrics.metrics.metric_set == {}, "flushed: the next invocation starts from zero"
+
+
+# ---- the dead-letter tool and the function: a redriven event is answered at most once ------------------------------
+
+
+@pytest.fixture
+def relay_queues(aws: Aws) -> Iterator[dict[str, str]]:
+    urls = make_queues(aws.sqs)
+    yield urls
+    drop_queues(aws.sqs, urls)
+
+
+@pytest.fixture
+def tool(sqs_endpoint: str, relay_queues: dict[str, str], tmp_path: Path) -> Tool:
+    return Tool(sqs_endpoint, relay_queues, tmp_path / "spool")
+
+
+def deliver(handler: ModuleType, aws: Aws, url: str) -> list[dict[str, Any]]:
+    """What an event source mapping does: every message on ``url`` to the handler, deleted when it succeeded."""
+    messages = take_all(aws.sqs, url)
+    arn = aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for message in messages:
+        assert handler.lambda_handler(sqs_event(runner_record(message, arn)), LambdaContext()) == OK
+    return messages
+
+
+def test_redriving_an_answered_event_does_not_ask_the_chatbot_again(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, relay_queues: dict[str, str], tool: Tool
+) -> None:
+    # GIVEN an event the function answered, which nevertheless sits in the inbound DLQ (e.g. its deletion failed
+    # until the redrive policy moved it)
+    envelope = fresh(golden("pn"))
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), LambdaContext()) == OK
+    assert len(chatbot.calls) == 1 and len(aws.drain("OUTBOUND_QUEUE_URL")) == 1
+    dead_letter_by_redrive_policy(
+        aws.sqs, relay_queues["INBOUND_QUEUE_URL"], envelope.model_dump_json(), envelope.group_id, envelope.event_id
+    )
+
+    # WHEN it is redriven and delivered to the function
+    assert tool("redrive", "--all").code == 0
+    [copy] = deliver(handler, aws, relay_queues["INBOUND_QUEUE_URL"])
+
+    # THEN the chatbot is not asked again and no second reply is queued
+    assert json.loads(copy["Body"])["event_id"] == envelope.event_id
+    assert len(chatbot.calls) == 1
+    assert aws.drain("OUTBOUND_QUEUE_URL") == []
+
+
+def test_a_failed_event_redriven_twice_is_answered_once(
+    handler: ModuleType,
+    chatbot: ChatbotServer,
+    aws: Aws,
+    relay_queues: dict[str, str],
+    tool: Tool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN an event the chatbot never answered (down while SQS retried it), now in the DLQ
+    envelope = fresh(golden("pn"))
+    dead_letter_by_redrive_policy(
+        aws.sqs, relay_queues["INBOUND_QUEUE_URL"], envelope.model_dump_json(), envelope.group_id, envelope.event_id
+    )
+
+    # WHEN a redrive puts it back but dies before taking it out of the DLQ
+    async def killed(self: QueueSource, entries: list[Any]) -> dict[str, str]:
+        return {e.id: "killed" for e in entries}
+
+    with monkeypatch.context() as patch:
+        patch.setattr(QueueSource, "take_out", killed)
+        assert tool("redrive", "--all").code == 0
+    first = deliver(handler, aws, relay_queues["INBOUND_QUEUE_URL"])
+    # … and it is redriven again, and once more after SQS's five minutes of deduplication (stood for here by a copy
+    # under another deduplication id, which SQS cannot drop)
+    [entry] = tool("list", "--json").json()
+    assert tool("redrive", entry["id"]).code == 0
+    aws.sqs.send_message(
+        QueueUrl=relay_queues["INBOUND_QUEUE_URL"],
+        MessageBody=first[0]["Body"],
+        MessageGroupId=first[0]["Attributes"]["MessageGroupId"],
+        MessageDeduplicationId=f"later-{time.time_ns()}",
+        MessageAttributes={REDRIVE_ATTRIBUTE: {"DataType": "String", "StringValue": f"inbound:{entry['id']}"}},
+    )
+    second = deliver(handler, aws, relay_queues["INBOUND_QUEUE_URL"])
+
+    # THEN the chatbot answered it once, and one reply was queued
+    assert len(first) == 1 and len(second) >= 1
+    assert len(chatbot.calls_for(envelope.event_id)) == 1
+    assert len(aws.drain("OUTBOUND_QUEUE_URL")) == 1
+    assert tool("list", "--json").json() == []
+
+
+def test_a_malformed_record_the_function_dead_lettered_is_listed_with_its_reason_and_not_redriven(
+    wire: Any, chatbot: ChatbotServer, aws: Aws, relay_queues: dict[str, str], tool: Tool
+) -> None:
+    handler = wire(INBOUND_QUEUE_DLQ_URL=relay_queues["INBOUND_QUEUE_DLQ_URL"])
+    record = sqs_record(f"not json {time.time_ns()}")
+    assert handler.lambda_handler(sqs_event(record), LambdaContext()) == OK
+
+    [entry] = tool("list", "--json").json()
+    assert (entry["source"], entry["reason"], entry["origin"]) == ("inbound", "malformed", "inbound")
+    assert (entry["detail"], entry["receive_count"], entry["redrivable"]) == ("body is not JSON", 1, False)
+
+    result = tool("redrive", "--reason", "malformed")
+    assert result.code == 1
+    assert "skipped" in result.out and "malformed: body is not JSON" in result.out
+    assert depth(aws.sqs, relay_queues["INBOUND_QUEUE_URL"]) == 0
+    assert len(tool("list", "--json").json()) == 1, "still in the DLQ"
+    assert chatbot.calls == []
