@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,10 +39,11 @@ async def gather(
     notes: list[str] = []
     for source in sources:
         try:
-            async for batch in source.batches(limit):
-                found.extend(e for e in batch if selection.matches(e, now))
-                if _all_found(selection, found):
-                    break
+            async with aclosing(source.batches(limit)) as batches:
+                async for batch in batches:
+                    found.extend(e for e in batch if selection.matches(e, now))
+                    if _all_found(selection, found):
+                        break
         finally:
             await source.close()
         if source.truncated:
@@ -64,24 +66,25 @@ async def redrive(
     notes: list[str] = []
     for source in sources:
         try:
-            async for batch in source.batches(limit):
-                chosen = [e for e in batch if selection.matches(e, now)]
-                copies: list[Outgoing] = []
-                for entry in chosen:
-                    plan = plan_redrive(entry)
-                    if isinstance(plan, str):
-                        outcomes.append(Outcome(entry, "skipped", plan))
+            async with aclosing(source.batches(limit)) as batches:
+                async for batch in batches:
+                    chosen = [e for e in batch if selection.matches(e, now)]
+                    copies: list[Outgoing] = []
+                    for entry in chosen:
+                        plan = plan_redrive(entry)
+                        if isinstance(plan, str):
+                            outcomes.append(Outcome(entry, "skipped", plan))
+                        else:
+                            copies.append(plan)
+                    if dry_run:
+                        outcomes.extend(
+                            Outcome(c.entry, "would redrive", target=c.target, notes=_notes(c, now, dedup_ttl_s))
+                            for c in copies
+                        )
                     else:
-                        copies.append(plan)
-                if dry_run:
-                    outcomes.extend(
-                        Outcome(c.entry, "would redrive", target=c.target, notes=_notes(c, now, dedup_ttl_s))
-                        for c in copies
-                    )
-                else:
-                    outcomes.extend(await _put_back(source, copies, now, dedup_ttl_s))
-                if _all_found(selection, [o.entry for o in outcomes]):
-                    break
+                        outcomes.extend(await _put_back(source, copies, now, dedup_ttl_s))
+                    if _all_found(selection, [o.entry for o in outcomes]):
+                        break
         finally:
             await source.close()
         if source.truncated:
@@ -129,17 +132,19 @@ async def delete(
     notes: list[str] = []
     for source in sources:
         try:
-            async for batch in source.batches(limit):
-                chosen = [e for e in batch if selection.matches(e, now)]
-                if dry_run:
-                    outcomes.extend(Outcome(e, "would delete") for e in chosen)
-                else:
-                    failed = await source.take_out(chosen) if chosen else {}
-                    outcomes.extend(
-                        Outcome(e, "failed", failed[e.id]) if e.id in failed else Outcome(e, "deleted") for e in chosen
-                    )
-                if _all_found(selection, [o.entry for o in outcomes]):
-                    break
+            async with aclosing(source.batches(limit)) as batches:
+                async for batch in batches:
+                    chosen = [e for e in batch if selection.matches(e, now)]
+                    if dry_run:
+                        outcomes.extend(Outcome(e, "would delete") for e in chosen)
+                    else:
+                        failed = await source.take_out(chosen) if chosen else {}
+                        outcomes.extend(
+                            Outcome(e, "failed", failed[e.id]) if e.id in failed else Outcome(e, "deleted")
+                            for e in chosen
+                        )
+                    if _all_found(selection, [o.entry for o in outcomes]):
+                        break
         finally:
             await source.close()
         if source.truncated:

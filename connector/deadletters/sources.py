@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,7 +40,7 @@ class DeadLetterSource(Protocol):
     truncated: bool
     """The last scan stopped at its ``limit``: there may be more."""
 
-    def batches(self, limit: int) -> AsyncIterator[list[DeadLetter]]:
+    def batches(self, limit: int) -> AsyncGenerator[list[DeadLetter], None]:
         """Every entry (up to ``limit``), oldest first within a chat, each once, in batches of up to 10."""
         ...
 
@@ -139,7 +139,7 @@ class QueueSource:
         self._held: dict[str, str] = {}
         """Message id → the receipt handle of its latest receive, for every message this run holds."""
 
-    async def batches(self, limit: int) -> AsyncIterator[list[DeadLetter]]:
+    async def batches(self, limit: int) -> AsyncGenerator[list[DeadLetter], None]:
         self.truncated = False
         seen: set[str] = set()
         stale = 0
@@ -229,7 +229,7 @@ class SpoolSource:
         self.target_url = target_url
         self.truncated = False
 
-    async def batches(self, limit: int) -> AsyncIterator[list[DeadLetter]]:
+    async def batches(self, limit: int) -> AsyncGenerator[list[DeadLetter], None]:
         lines = await asyncio.to_thread(read_rejected, self.directory)
         self.truncated = len(lines) > limit
         lines = lines[:limit]
