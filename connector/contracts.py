@@ -117,6 +117,20 @@ class OutboundReply(Contract):
     quoted: RawKey | None = None
 
 
+# ---- dead letters ------------------------------------------------------------------------------------------------
+
+DEAD_LETTER_REASON = "reason"
+"""Message attribute of a DLQ entry the relay moved itself: why, as a short code (``malformed``, ``send_failed`` …).
+The other attributes it may carry: ``origin`` (the queue the message came from: ``inbound``, ``outbound``),
+``session``, ``detail`` (what went wrong, never message text) and ``receive_count``. Entries SQS moved through the
+queue's redrive policy carry none of them."""
+DEAD_LETTER_ATTRIBUTES = (DEAD_LETTER_REASON, "origin", "session", "detail", "receive_count")
+REDRIVE_ATTRIBUTE = "redrive"
+"""Message attribute of a message the dead-letter tool put back on its queue (``<source>:<dead letter id>``). The
+inbound function treats such a message as a redelivery: it looks for an answer an earlier attempt stored before it
+asks the chatbot."""
+
+
 # ---- the chatbot (DESIGN section 6) -----------------------------------------------------------------------------
 
 

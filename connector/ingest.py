@@ -7,6 +7,7 @@ again when a recipient requests a retry), and its envelope (``connector.inbound.
 publisher, in order. The echo of a message this connector sent itself is not published: Baileys emits each of our
 sends back as a ``fromMe`` upsert, and publishing it cost a queue round trip and a function invocation per reply
 only for the function to drop it. Messages the account sent from the phone or another device are published.
+Decrypt-failure stubs are not published; ``stubs`` counts them and whether their content arrived later.
 
 Receipts (DESIGN section 1): the bridge holds the delivery receipt of every message it emits until the connector
 releases it. A published message is released when the publisher reports its envelope durable (in SQS, or fsynced in
@@ -35,6 +36,7 @@ from connector.lru import Lru
 from connector.messagecache import MessageCache
 from connector.publish.abstract import InboundPublisher
 from connector.sidecar.types import MessagesUpsert
+from connector.stubs import DecryptStubs, is_decrypt_stub
 from connector.tasks import spawn
 from connector.types import SessionId
 
@@ -60,6 +62,8 @@ class Ingest:
         self.messages = messages
         self.receipts = receipts
         self.published = 0
+        self.stubs = DecryptStubs()
+        """Decrypt-failure stubs (not published) and whether their content came later, for ``/metrics``."""
         self._own_sends: Lru[tuple[SessionId, str], None] = Lru(OWN_SENDS_SIZE)
         self._to_release: dict[SessionId, list[str]] = {}
 
@@ -75,6 +79,9 @@ class Ingest:
             message_id = msg.key.id or ""
             if msg.message is not None:
                 self.messages.remember(session, msg.key.model_dump(exclude_none=True), msg.message)
+                self.stubs.content(session, message_id)
+            elif is_decrypt_stub(msg.messageStubType):
+                self.stubs.stub(session, message_id)
             if msg.key.fromMe and (session, message_id) in self._own_sends:
                 # Baileys emits our own sends without receipting anything: there is nothing to release either.
                 log.debug("echo of our own send %s not published", message_id)

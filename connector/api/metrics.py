@@ -45,6 +45,21 @@ def render_metrics(m: SessionManager) -> str:
         "wa_relay_spool_write_errors_total", "counter", "Spool disk operations that failed (full disk, I/O errors).",
         publisher.spool_write_errors,
     )  # fmt: skip
+    stubs = m.ingest.stubs
+    metric(
+        "wa_relay_decrypt_stubs_total", "counter",
+        "Messages that could not be decrypted (Baileys' CIPHERTEXT stubs); not published, their content may follow.",
+        stubs.seen,
+    )  # fmt: skip
+    metric(
+        "wa_relay_decrypt_stubs_resolved_total", "counter",
+        "Decrypt-failure stubs whose content arrived later under the same id (and was published).", stubs.resolved,
+    )  # fmt: skip
+    metric(
+        "wa_relay_decrypt_stubs_unresolved", "gauge",
+        f"Decrypt-failure stubs still without content {stubs.grace_s:.0f}s after they were seen (since the start).",
+        stubs.unresolved,
+    )  # fmt: skip
     metric("wa_relay_bridge_up", "gauge", "Whether the bridge process is connected.", int(m.bridge_up))
     metric(
         "wa_relay_bridge_restarts_total", "counter", "Bridge process restarts after it exited.", m.supervisor.restarts

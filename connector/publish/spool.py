@@ -11,7 +11,8 @@ Files in the spool directory:
   numbered below it were sent; its offset applies to its own segment only.
 - ``inbound.spool``: the single-file spool of earlier versions, same line format; at ``open`` it becomes the segment
   before the oldest, so it is drained first.
-- ``inbound.spool.rejected``: entries SQS refused as invalid, kept for a human.
+- ``inbound.spool.rejected``: entries SQS refused as invalid, same line format, kept for a human (the dead-letter
+  tool lists them and puts back on the queue those that are valid by now).
 
 ``append`` returns only once the lines are written and fsynced (and the directory, when it created the segment).
 A failed append is truncated away; if even that fails, the segment is abandoned (the next append starts a new one)
@@ -22,6 +23,7 @@ where a reader skips it with a warning.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -245,7 +247,7 @@ class Spool:
                     self.log.warning("segment %d ends in a torn line (a write a kill interrupted); skipped", n)
                     pos = end
                     break
-                entry = _parse(raw)
+                entry = parse_line(raw)
                 if entry is None:
                     self.log.warning("segment %d: invalid line at byte %d; skipped", n, pos)
                 else:
@@ -331,11 +333,8 @@ class Spool:
         os.fsync(self._cursor_fd)
 
     def reject(self, entries: Sequence[Entry]) -> None:
-        """Keep entries SQS refused as invalid (they can never be sent) beside the spool, durably."""
-        with open(self.dir / REJECTED_FILE, "ab") as f:
-            f.write(b"".join(entry.line() for entry in entries))
-            f.flush()
-            os.fsync(f.fileno())
+        """Keep entries SQS refused as invalid (they can never be sent as they are) beside the spool, durably."""
+        append_rejected(self.dir, entries)
 
     def _fsync_dir(self) -> None:
         fd = os.open(self.dir, os.O_RDONLY)
@@ -353,7 +352,93 @@ class Spool:
         return int(m.group(1)) if m else None
 
 
-def _parse(raw: bytes) -> Entry | None:
+# ---- the rejected entries (shared with the dead-letter tool, ``connector.deadletters``) ----
+#
+# Two processes write ``inbound.spool.rejected``: the connector appends, the dead-letter tool takes out what it put
+# back on the queue. Both hold an exclusive ``flock`` on the file while they change it. The tool writes what remains
+# to a new file and renames it over the old one (a crash leaves one of the two whole, never a half-rewritten file);
+# an append that waited for the lock on the replaced file finds it replaced (another inode at the path) and appends
+# to the new one instead, so nothing the connector set aside meanwhile is lost.
+
+
+def append_rejected(directory: Path, entries: Sequence[Entry]) -> None:
+    """Append ``entries`` to the rejected file, durably, under its lock."""
+    path = Path(directory) / REJECTED_FILE
+    data = b"".join(entry.line() for entry in entries)
+    while True:
+        with open(path, "ab") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            if not _is_current(path, f.fileno()):
+                continue  # replaced while we waited for the lock
+            created = os.fstat(f.fileno()).st_size == 0
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if created:
+            _fsync_directory(path.parent)
+        return
+
+
+def read_rejected(directory: Path) -> list[bytes]:
+    """The rejected file's lines as stored (each with its newline; a torn last line without), oldest first."""
+    try:
+        return (Path(directory) / REJECTED_FILE).read_bytes().splitlines(keepends=True)
+    except FileNotFoundError:
+        return []
+
+
+def remove_rejected(directory: Path, lines: Sequence[bytes]) -> int:
+    """Take one stored copy of each of ``lines`` (as ``read_rejected`` returned them) out of the rejected file, under
+    its lock, keeping everything else, also what was appended since it was read; returns how many were taken out."""
+    path = Path(directory) / REJECTED_FILE
+    while True:
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed below, after the rename
+        except FileNotFoundError:
+            return 0
+        with f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            if not _is_current(path, f.fileno()):
+                continue
+            stored = f.read().splitlines(keepends=True)
+            wanted = list(lines)
+            kept: list[bytes] = []
+            for line in stored:
+                if line in wanted:
+                    wanted.remove(line)
+                else:
+                    kept.append(line)
+            removed = len(stored) - len(kept)
+            if removed:
+                tmp = path.with_name(path.name + ".tmp")
+                with open(tmp, "wb") as out:
+                    out.write(b"".join(kept))
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, path)  # still under the old file's lock: a waiting append then sees it replaced
+                _fsync_directory(path.parent)
+            return removed
+
+
+def _is_current(path: Path, fd: int) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (not renamed over or deleted since it was opened)."""
+    try:
+        at_path, opened = os.stat(path), os.fstat(fd)
+    except FileNotFoundError:
+        return False
+    return (at_path.st_dev, at_path.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def parse_line(raw: bytes) -> Entry | None:
+    """One stored line as an ``Entry``; ``None`` when it is not one (torn or damaged)."""
     try:
         data = json.loads(raw)
         return Entry(str(data["group"]), str(data["dedup"]), str(data["body"]))

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.inbound import logic
+from functions.inbound import logic, metrics
 from functions.inbound.answers import AnswerStore
 from functions.inbound.batch import process_fifo_batch
 from functions.inbound.chatbot import Chatbot, RetryPolicy
@@ -81,4 +81,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """The batch's chats run in parallel, each in order (``batch.py``); a failed record fails the rest of its chat."""
     idempotency.register_lambda_context(context)
-    return process_fifo_batch(event, lambda record: record_handler(record, context), on_chat_failed=retry_later)
+    try:
+        return process_fifo_batch(event, lambda record: record_handler(record, context), on_chat_failed=retry_later)
+    finally:
+        metrics.flush()

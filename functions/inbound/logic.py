@@ -15,8 +15,12 @@ Decisions written down here:
   asked, and an answer that comes after it got that old (an outage) is not sent; both are logged and counted.
 - A permanent chatbot rejection (4xx, invalid 200 body) completes the record with an ERROR log line and no reply:
   redelivery would be rejected again.
-- Malformed bodies go to the inbound DLQ with a reason and the record counts as processed; if that send fails the
-  record fails (it stays on the queue and reaches the DLQ through the redrive policy anyway).
+- Malformed bodies go to the inbound DLQ (reason ``malformed``, what is wrong as ``detail``) and the record counts as
+  processed; if that send fails the record fails (it stays on the queue and reaches the DLQ through the redrive
+  policy anyway).
+- A copy the dead-letter tool put back (``REDRIVE_ATTRIBUTE``) counts as a redelivery: an answer an earlier attempt
+  stored is used instead of asking the chatbot again.
+- Permanent rejections are counted (``metrics``, EMF).
 - Replies are addressed to ``chat.jid`` exactly as received and grouped like the inbound chat
   (``envelope.group_id``, the group the publisher used).
 """
@@ -39,6 +43,7 @@ from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from pydantic import ValidationError
 
 from connector.contracts import (
+    REDRIVE_ATTRIBUTE,
     ChatbotRequest,
     ChatRef,
     InboundEnvelope,
@@ -50,12 +55,13 @@ from connector.contracts import (
     reply_id,
 )
 from connector.resources import INBOUND_RESERVE_S
+from functions.inbound import metrics
 from functions.inbound.answers import AnswerStore
 from functions.inbound.chatbot import Chatbot
 from functions.inbound.errors import ChatbotRejected
 from functions.inbound.lidmap import LidMap
 from functions.inbound.models import describe_invalid, parse_body
-from functions.inbound.queues import DeadLetterQueue, ReplyQueue
+from functions.inbound.queues import MALFORMED, DeadLetterQueue, ReplyQueue
 from functions.inbound.retries import OutagePolicy, Visibility, exhausted, reason_of, receive_count
 
 logger = Logger(service="wa-relay", child=True)
@@ -138,21 +144,23 @@ def handle_record(record: SQSRecord, deps: Deps, *, remaining_ms: int) -> dict[s
         event_id=envelope.event_id,
         chat_jid=envelope.chat.jid,
     )
+    # A copy the dead-letter tool put back is a new SQS message, but an earlier attempt may have stored the answer.
+    redelivered = receive_count(record) > 1 or REDRIVE_ATTRIBUTE in (record.get("messageAttributes") or {})
     if receive_count(record) > deps.outage.max_receives:
         # Earlier invocations died with it before they could decide (timeouts, crashes): a loop to break.
-        give_up(record, "too_many_receives", f"{receive_count(record)} receives", deps)
+        give_up(record, envelope, "too_many_receives", f"{receive_count(record)} receives", deps)
         return None
     try:
-        return handle(envelope, deps, deadline=deadline, redelivered=receive_count(record) > 1)
+        return handle(envelope, deps, deadline=deadline, redelivered=redelivered)
     except Exception as e:
         why = exhausted(record, deps.outage)
         if why is None:
             raise
-        give_up(record, reason_of(e), f"{type(e).__name__}: {e}; {why}", deps)
+        give_up(record, envelope, reason_of(e), f"{type(e).__name__}: {e}; {why}", deps)
         return None
 
 
-def give_up(record: SQSRecord, reason: str, detail: str, deps: Deps) -> None:
+def give_up(record: SQSRecord, envelope: InboundEnvelope, reason: str, detail: str, deps: Deps) -> None:
     """The record has failed for too long: to the inbound DLQ, in its chat's group, with the reason."""
     logger.error("record moved to the DLQ", extra={"reason": reason, "detail": detail})
     deps.dead_letters.send(
@@ -160,7 +168,9 @@ def give_up(record: SQSRecord, reason: str, detail: str, deps: Deps) -> None:
         reason=reason,
         detail=detail,
         source_message_id=record.message_id,
-        group=record.attributes.message_group_id,
+        group=record.attributes.message_group_id or envelope.group_id,
+        session=envelope.session_id,
+        receive_count=str(receive_count(record)),
     )
 
 
@@ -169,13 +179,21 @@ def reject_malformed(record: SQSRecord, reason: str, deps: Deps) -> None:
         "malformed inbound record, moving it to the DLQ",
         extra={"reason": reason, "sqs_message_id": record.message_id, "body_bytes": len(record.body.encode())},
     )
-    deps.dead_letters.send(record.body, reason=reason, source_message_id=record.message_id)
+    deps.dead_letters.send(
+        record.body,
+        reason=MALFORMED,
+        detail=reason,
+        source_message_id=record.message_id,
+        receive_count=record.attributes.approximate_receive_count or "",
+    )
 
 
 def handle(
     envelope: InboundEnvelope, deps: Deps, *, deadline: float, redelivered: bool = False
 ) -> dict[str, Any] | None:
-    reason = skip_reason(envelope, forward_groups=deps.forward_groups) or stale(envelope, deps.max_age_s)
+    reason = skip_reason(envelope, forward_groups=deps.forward_groups)
+    if not reason and (reason := stale(envelope, deps.max_age_s)):
+        metrics.stale_skipped()
     if reason:
         logger.info("event skipped", extra={"reason": reason, "message_type": envelope.message.type})
         return None
@@ -236,12 +254,14 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
         except ChatbotRejected as e:
             # Deliberately completes the record: asking again would be rejected again (DESIGN section 6).
             logger.error(PERMANENT_FAILURE, extra={"status": e.status, "event_id": envelope.event_id, "error": str(e)})
+            metrics.chatbot_rejected()
             return {"status": e.status, "replies": 0, "rejected": True}
         if answers:
             deps.answers.put(envelope.event_id, answers)
     if answers and (why := stale(envelope, deps.max_age_s)):
         # The bot answered after an outage: the contact has moved on, and an answer now would confuse more than help.
-        logger.info("answer not sent", extra={"reason": why, "replies": len(answers), "metric": "stale_answers"})
+        logger.info("answer not sent", extra={"reason": why, "replies": len(answers)})
+        metrics.stale_skipped()
         return {"status": 200, "replies": 0, "stale": True}
     replies = [
         OutboundReply(

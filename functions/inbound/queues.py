@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from connector.contracts import OutboundReply
+from connector.contracts import DEAD_LETTER_REASON, OutboundReply
 from connector.resources import SQS_BATCH_MAX, SQS_BODY_MAX_BYTES
 from functions.inbound.errors import DeadLetterError, ReplySendError, ReplyTooLarge
 
 MALFORMED_GROUP = "malformed"
+MALFORMED = "malformed"
+"""The DLQ reason of a body that is not an ``InboundEnvelope`` (the detail says what is wrong with it)."""
+ORIGIN = "inbound"
 REASON_MAX_CHARS = 1024
 
 
@@ -87,30 +89,48 @@ def _chunks(entries: list[dict[str, str]]) -> list[list[dict[str, str]]]:
 
 
 class DeadLetterQueue:
-    """Moves a record that can never be processed to the inbound DLQ (FIFO), with the reason as an attribute."""
+    """Moves a record to the inbound DLQ (FIFO) with why, as message attributes (``connector.contracts``:
+    ``reason``, ``origin`` = ``inbound``, ``detail``, ``session``, ``receive_count``, and ``source_message_id``), so
+    the dead-letter tool can show and filter it.
+
+    The deduplication id is the record's own SQS message id: a retry of the same move (the send got through, the
+    record then failed and came back) is dropped by SQS, while another message with the same body, such as a copy
+    the dead-letter tool put back that failed again, is a new dead letter and must not be dropped."""
 
     def __init__(self, sqs: Any, url: str) -> None:
         self._sqs = sqs
         self.url = url
 
     def send(
-        self, body: str, *, reason: str, source_message_id: str, group: str | None = None, detail: str | None = None
+        self,
+        body: str,
+        *,
+        reason: str,
+        source_message_id: str,
+        detail: str = "",
+        session: str = "",
+        group: str = MALFORMED_GROUP,
+        receive_count: str = "",
     ) -> None:
-        """``group``: the record's own message group (its chat, so a redrive replays the chat in order); malformed
-        bodies, which have no trustworthy chat, share one group."""
         attributes = {
-            "reason": reason[:REASON_MAX_CHARS],
-            "origin": "inbound",
+            DEAD_LETTER_REASON: reason,
+            "origin": ORIGIN,
+            "detail": "".join(c if c.isprintable() else "?" for c in detail),
+            "session": session,
+            "receive_count": receive_count,
             "source_message_id": source_message_id,
-            **({"detail": detail[:REASON_MAX_CHARS]} if detail else {}),
         }
         try:
             self._sqs.send_message(
                 QueueUrl=self.url,
                 MessageBody=body,
-                MessageGroupId=group or MALFORMED_GROUP,
-                MessageDeduplicationId=hashlib.sha256(body.encode()).hexdigest(),
-                MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+                MessageGroupId=group,
+                MessageDeduplicationId=source_message_id[:128],
+                MessageAttributes={
+                    name: {"DataType": "String", "StringValue": value[:REASON_MAX_CHARS]}
+                    for name, value in attributes.items()
+                    if value
+                },
             )
         except (BotoCoreError, ClientError) as e:
             raise DeadLetterError(f"failed to move record {source_message_id} to {self.url}") from e

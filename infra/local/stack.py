@@ -422,6 +422,13 @@ class LocalStack:
                 " messages queued but not yet processed",
                 f"  Logs       {self.data_dir / 'logs'}",
             ]
+        spool = self._get("SPOOL_DIR") or str(self.data_dir / "spool")
+        if self.aws_endpoint_url:
+            where = f"AWS_ENDPOINT_URL={self.aws_endpoint_url}"
+        else:
+            credentials = " ".join(f"{k}={v}" for k, v in FAKE_CREDENTIALS.items())
+            where = f"AWS_ENDPOINT_URL={self.sqs_endpoint} {credentials}"
+        lines.append(f"  DLQs       {where} SPOOL_DIR={spool} .venv/bin/wa-relay-dlq list")
         lines += ["", "  Ctrl-C stops everything (the connector first).", ""]
         return "\n".join(lines)
 

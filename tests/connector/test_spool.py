@@ -14,7 +14,17 @@ from typing import Any
 
 import pytest
 
-from connector.publish.spool import CURSOR_FILE, LEGACY_FILE, Entry, Spool, SpoolFull
+from connector.publish.spool import (
+    CURSOR_FILE,
+    LEGACY_FILE,
+    REJECTED_FILE,
+    Entry,
+    Spool,
+    SpoolFull,
+    append_rejected,
+    read_rejected,
+    remove_rejected,
+)
 
 BIG = 1 << 30
 
@@ -204,3 +214,45 @@ def test_a_kill_at_any_moment_loses_nothing_acknowledged_and_resends_nothing_rec
     # Only the batch a kill caught between ``consume`` and its print may be gone: it was recorded as sent.
     assert missing == unsent[: len(missing)] and len(missing) <= 10, f"acknowledged entries lost: {missing}"
     assert not sent & set(left), "an entry recorded as sent came back"
+
+
+# ---- the rejected entries, shared with the dead-letter tool ----
+
+
+def test_rejected_entries_are_kept_and_taken_out_one_copy_at_a_time(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=BIG)
+    a, b = entries(2)
+    spool.reject([a, b, a])
+    assert read_rejected(tmp_path) == [a.line(), b.line(), a.line()]
+
+    assert remove_rejected(tmp_path, [a.line()]) == 1
+    assert read_rejected(tmp_path) == [b.line(), a.line()]
+    assert remove_rejected(tmp_path, [entries(1, start=9)[0].line()]) == 0, "not stored: nothing taken out"
+    assert remove_rejected(tmp_path, [a.line(), b.line()]) == 2
+    assert read_rejected(tmp_path) == []
+    assert remove_rejected(tmp_path / "missing", [a.line()]) == 0
+
+
+def test_an_append_waiting_while_the_file_is_replaced_goes_to_the_new_file(tmp_path: Path) -> None:
+    import fcntl
+    import threading
+    import time
+
+    old, new = entries(2)
+    append_rejected(tmp_path, [old])
+    path = tmp_path / REJECTED_FILE
+    with open(path, "rb") as held:
+        # GIVEN the dead-letter tool holds the lock, and the connector's append waits for it
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        appender = threading.Thread(target=append_rejected, args=(tmp_path, [new]))
+        appender.start()
+        time.sleep(0.2)
+        assert appender.is_alive(), "the append waits for the lock"
+        # WHEN the tool replaces the file (it put the old entry back on the queue) and releases the lock
+        tmp = path.with_name("replacement")
+        tmp.write_bytes(b"")
+        os.replace(tmp, path)
+    appender.join(5)
+
+    # THEN the append landed in the file that is there now, not in the replaced one
+    assert read_rejected(tmp_path) == [new.line()]

@@ -204,3 +204,20 @@ def wire(
 @pytest.fixture
 def handler(wire: Wire) -> ModuleType:
     return wire()
+
+
+def emf_lines(out: str) -> list[dict[str, Any]]:
+    """The EMF documents among the JSON lines on stdout (Powertools' log lines are there too)."""
+    found = []
+    for line in out.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and "_aws" in doc:
+            found.append(doc)
+    return found
+
+
+def counted(out: str, name: str) -> float:
+    return sum(sum(doc.get(name, [])) for doc in emf_lines(out))

@@ -25,6 +25,7 @@ from tests.functions.conftest import (
     Aws,
     LambdaContext,
     Wire,
+    counted,
     fresh,
     golden,
     group_of,
@@ -428,9 +429,15 @@ def test_malformed_body_goes_to_the_dlq_and_the_record_counts_as_processed(
     [dead] = aws.drain("INBOUND_QUEUE_DLQ_URL")
     assert dead["Body"] == body
     assert dead["Attributes"]["MessageGroupId"] == "malformed"
-    assert dead["Attributes"]["MessageDeduplicationId"] == hashlib.sha256(body.encode()).hexdigest()
-    assert dead["MessageAttributes"]["reason"]["StringValue"].startswith(reason)
-    assert dead["MessageAttributes"]["source_message_id"]["StringValue"] == record["messageId"]
+    assert dead["Attributes"]["MessageDeduplicationId"] == record["messageId"]
+    attributes = {name: value["StringValue"] for name, value in dead["MessageAttributes"].items()}
+    assert attributes.pop("detail").startswith(reason)
+    assert attributes == {
+        "reason": "malformed",
+        "origin": "inbound",
+        "receive_count": "1",
+        "source_message_id": record["messageId"],
+    }
     [line] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert body not in json.dumps(line.__dict__, default=str)
 
@@ -696,9 +703,10 @@ def test_a_record_that_keeps_killing_its_invocation_is_dead_lettered_before_the_
 
 
 def test_a_message_older_than_the_maximum_age_is_not_answered_before_or_after_the_bot(
-    wire: Wire, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+    wire: Wire, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext, capsys: pytest.CaptureFixture[str]
 ) -> None:
     handler = wire(MAX_MESSAGE_AGE_S="600", CHATBOT_TIMEOUT_S="5")
+    capsys.readouterr()
     old = fresh(golden("pn"), **{"message.timestamp": int(time.time()) - 601})
     assert handler.lambda_handler(sqs_event(sqs_record(old)), lambda_context) == OK
     assert chatbot.calls == [] and replies_on(aws) == []
@@ -711,6 +719,7 @@ def test_a_message_older_than_the_maximum_age_is_not_answered_before_or_after_th
     assert len(chatbot.calls) == 1 and replies_on(aws) == []
     item = aws.idempotency_item(ageing.event_id)
     assert item is not None and item["status"]["S"] == "COMPLETED", "answered, so not asked again"
+    assert counted(capsys.readouterr().out, "StaleSkipped") == 2, "both counted"
 
     young = fresh(golden("pn"))
     chatbot.respond = lambda body: Answer()
