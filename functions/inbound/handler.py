@@ -49,6 +49,8 @@ def build(config: InboundConfig) -> tuple[logic.Deps, IdempotencyConfig]:
         relay_once=logic.idempotent_relay(idempotency, persistence),
         answers=AnswerStore(dynamodb, config.idempotency_table, ttl_s=config.dedup_ttl_s),
         forward_groups=config.forward_groups,
+        typing_indicator=config.typing_indicator,
+        read_receipts=config.read_receipts,
     )
     return deps, idempotency
 

@@ -17,6 +17,12 @@ Decisions written down here:
   record fails (it stays on the queue and reaches the DLQ through the redrive policy anyway).
 - Replies are addressed to ``chat.jid`` exactly as received and grouped like the inbound chat
   (``envelope.group_id``, the group the publisher used).
+- Right before the chatbot is asked (so never for a skipped event, a deduplicated redelivery or an answer reused
+  from an earlier attempt), a typing message goes to the chat's group on ``outbound.fifo`` (``TYPING_INDICATOR``),
+  ahead of the replies, bounded by the time this invocation waits for the bot; an answer without replies (204,
+  202, a rejection) is followed by a ``paused`` one, so "typing…" does not outlast it. Failing to queue either is
+  logged and otherwise ignored: it must never cost the contact the answer. With ``READ_RECEIPTS`` each reply
+  names the contact's message (``mark_read``), which the connector marks read once the first reply is sent.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -40,6 +46,7 @@ from connector.contracts import (
     ChatRef,
     InboundEnvelope,
     OutboundReply,
+    OutboundTyping,
     SenderRef,
     jid_user,
     lid_map_key_for_lid,
@@ -48,7 +55,7 @@ from connector.contracts import (
 )
 from functions.inbound.answers import AnswerStore
 from functions.inbound.chatbot import Chatbot
-from functions.inbound.errors import ChatbotRejected
+from functions.inbound.errors import ChatbotRejected, ReplySendError
 from functions.inbound.lidmap import LidMap
 from functions.inbound.models import describe_invalid, parse_body
 from functions.inbound.queues import DeadLetterQueue, ReplyQueue
@@ -86,6 +93,8 @@ class Deps:
     """``relay`` behind the idempotency utility (``idempotent_relay``)."""
     answers: AnswerStore
     forward_groups: bool = False
+    typing_indicator: bool = True
+    read_receipts: bool = True
 
 
 def idempotent_relay(config: IdempotencyConfig, persistence: BasePersistenceLayer) -> RelayOnce:
@@ -177,14 +186,19 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
         logger.info("answer of an earlier attempt reused", extra={"replies": len(answers)})
     else:
         logger.debug("asking chatbot", extra={"text": envelope.message.text, "message_type": envelope.message.type})
+        typing = deps.typing_indicator and queue_typing(envelope, deps, "composing", deadline=deadline)
         try:
             answers = deps.chatbot.ask(request, deadline=deadline)
         except ChatbotRejected as e:
             # Deliberately completes the record: asking again would be rejected again (DESIGN section 6).
             logger.error(PERMANENT_FAILURE, extra={"status": e.status, "event_id": envelope.event_id, "error": str(e)})
+            if typing:
+                queue_typing(envelope, deps, "paused", deadline=deadline)
             return {"status": e.status, "replies": 0, "rejected": True}
         if answers:
             deps.answers.put(envelope.event_id, answers)
+        elif typing:
+            queue_typing(envelope, deps, "paused", deadline=deadline)
     replies = [
         OutboundReply(
             reply_id=reply_id(envelope.event_id, index),
@@ -193,6 +207,7 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
             to=envelope.chat.jid,
             text=answer.text,
             quoted=envelope.key if answer.quote else None,
+            mark_read=envelope.key if deps.read_receipts else None,
         )
         for index, answer in enumerate(answers)
     ]
@@ -200,6 +215,27 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
         deps.replies.send(envelope.group_id, replies)
     logger.info("event relayed", extra={"replies": len(replies)})
     return {"status": 200 if replies else 204, "replies": len(replies)}
+
+
+def queue_typing(
+    envelope: InboundEnvelope, deps: Deps, state: Literal["composing", "paused"], *, deadline: float
+) -> bool:
+    """Queue a typing message for the chat; whether it was queued. Shown at most until ``deadline`` (monotonic), the
+    time this invocation waits for the chatbot."""
+    expires_at = int((time.time() + max(0.0, deadline - time.monotonic())) * 1000)
+    typing = OutboundTyping(
+        event_id=envelope.event_id,
+        session_id=envelope.session_id,
+        to=envelope.chat.jid,
+        state=state,
+        expires_at=expires_at,
+    )
+    try:
+        deps.replies.send_typing(envelope.group_id, typing)
+    except ReplySendError as e:
+        logger.warning("typing message not queued", extra={"state": state, "error": str(e)})
+        return False
+    return True
 
 
 def resolve_parties(envelope: InboundEnvelope, lid_map: LidMap) -> tuple[ChatRef, SenderRef]:
