@@ -15,6 +15,8 @@ locals {
     (local.tables.idempotency.env) = aws_dynamodb_table.idempotency.name
     (local.tables.lid_map.env)     = aws_dynamodb_table.lid_map.name
     DEDUP_TTL_S                    = tostring(var.dedup_ttl_s)
+    TYPING_INDICATOR               = tostring(var.typing_indicator)
+    READ_RECEIPTS                  = tostring(var.read_receipts)
     POWERTOOLS_SERVICE_NAME        = "wa-relay"
   }
 }
