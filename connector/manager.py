@@ -328,7 +328,7 @@ class SessionManager:
         return sent_id
 
     async def send_chat_state(self, sid: SessionId, to: str, state: ChatState) -> None:
-        """ "typing…" (``composing``) or its end (``paused``) in the chat ``to`` exactly as given."""
+        """Show "typing…" (``composing``) or end it (``paused``) in the chat ``to`` exactly as given."""
         self._open_here(sid)
         await self.bridge.send_presence(sid, state, Jid(to))
 
