@@ -1,10 +1,10 @@
 """The application factory: builds every component from the ``Config`` and wires them (STYLE rules 2 and 5).
 
 ``create_app(cfg)`` returns an unstarted ``web.Application``. Components start in ``cleanup_ctx`` order and stop in
-reverse: stores → publisher → session manager (leases, the bridge, sessions) → outbound consumer. Tests inject memory
-stores, a publisher and a fake bridge through the keyword overrides. This is the only module that knows the concrete
-classes; the DynamoDB stores and the SQS clients are imported inside their factories, so a memory-backed app (and
-the tests that build one) never loads aioboto3.
+reverse: stores → publisher → session manager (leases, the bridge, sessions) → chat states → outbound consumer. Tests
+inject memory stores, a publisher and a fake bridge through the keyword overrides. This is the only module that knows
+the concrete classes; the DynamoDB stores and the SQS clients are imported inside their factories, so a memory-backed
+app (and the tests that build one) never loads aioboto3.
 """
 
 from __future__ import annotations
@@ -166,8 +166,13 @@ def create_app(
     app.cleanup_ctx.append(_lifecycle("publisher", publisher))
     app.cleanup_ctx.append(_lifecycle("session manager", manager))
     if outbound and cfg.outbound_queue_url:
+        from connector.chatstate import ChatStates
         from connector.outbound import OutboundConsumer
 
+        # Between the manager and the consumer: stopped after the consumer (which drives it) and before the
+        # manager, so the last "paused" still reaches the bridge.
+        chat_states = ChatStates(manager)
+        app.cleanup_ctx.append(_lifecycle("chat states", chat_states))
         consumer = OutboundConsumer(
             cfg.outbound_queue_url,
             manager,
@@ -176,6 +181,7 @@ def create_app(
             dlq_url=cfg.outbound_queue_dlq_url,
             region=cfg.aws_region,
             endpoint_url=cfg.aws_endpoint_url,
+            chat_states=chat_states,
         )
         app.cleanup_ctx.append(_lifecycle("outbound consumer", consumer))
     return app

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
 CONTRACT_VERSION = 1
 
@@ -115,6 +115,46 @@ class OutboundReply(Contract):
     """The jid exactly as the chat was addressed."""
     text: str
     quoted: RawKey | None = None
+    mark_read: RawKey | None = None
+    """The contact's message to mark read once this reply is sent (``None``: none, or read receipts are off). Every
+    reply to one message carries it; the connector marks the message once."""
+
+
+class OutboundTyping(Contract):
+    """Body of one ``outbound.fifo`` control message: the chatbot is working on ``event_id`` (``composing``: show
+    "typing…" in the chat) or finished without a reply (``paused``). Queued in the chat's message group, so the
+    connector sees it before the replies it precedes. Best effort: the connector drops what it cannot show."""
+
+    type: Literal["outbound.typing"] = "outbound.typing"
+    v: Literal[1] = 1
+    event_id: str
+    session_id: str
+    to: str
+    """The jid exactly as the chat was addressed (the replies' ``to``)."""
+    state: Literal["composing", "paused"] = "composing"
+    expires_at: int
+    """Unix milliseconds after which "typing…" is no longer shown, reply or not: when the function stops waiting
+    for the chatbot."""
+
+
+def _outbound_type(body: Any) -> str:
+    """A body without ``type`` is a reply: replies did not always have to say so."""
+    kind = body.get("type") if isinstance(body, dict) else getattr(body, "type", None)
+    return "outbound.typing" if kind == "outbound.typing" else "outbound.reply"
+
+
+OutboundBody = Annotated[
+    Annotated[OutboundReply, Tag("outbound.reply")] | Annotated[OutboundTyping, Tag("outbound.typing")],
+    Discriminator(_outbound_type),
+]
+"""Any ``outbound.fifo`` body."""
+
+_OUTBOUND = TypeAdapter[OutboundReply | OutboundTyping](OutboundBody)
+
+
+def parse_outbound(body: str | bytes) -> OutboundReply | OutboundTyping:
+    """An ``outbound.fifo`` body as its model; ``ValidationError`` (``json_invalid`` for non-JSON) otherwise."""
+    return _OUTBOUND.validate_json(body)
 
 
 # ---- dead letters ------------------------------------------------------------------------------------------------
@@ -171,6 +211,11 @@ def reply_id(event_id: str, index: int) -> str:
     """Id of the ``index``-th reply to ``event_id``: the ``outbound.fifo`` dedup id, and what its WhatsApp message id
     (the send record's key) is derived from."""
     return _digest("re1", event_id, index)
+
+
+def typing_id(event_id: str, state: str) -> str:
+    """The ``outbound.fifo`` dedup id of the typing message ``state`` for ``event_id`` (never a reply's id)."""
+    return _digest("ty1", event_id, state)
 
 
 def api_reply_id(session_id: str, idempotency_key: str) -> str:

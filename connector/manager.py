@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from connector.chatstate import ChatState
 from connector.config import SessionSettings
 from connector.contracts import Account
 from connector.errors import (
@@ -39,7 +40,7 @@ from connector.session import PAIRING, TERMINAL, Readiness, Session, SessionStat
 from connector.sidecar.client import BridgeFactory
 from connector.sidecar.errors import NoSocket, SocketExists
 from connector.sidecar.supervisor import BridgeSupervisor
-from connector.sidecar.types import ConnectionUpdate
+from connector.sidecar.types import ConnectionUpdate, MessageKey
 from connector.stale import StaleWatch
 from connector.startqueue import FlapBreaker, StartQueue
 from connector.store.abstract import AuthStore, LeaseStore, LidMapStore, ReplyLog
@@ -309,11 +310,7 @@ class SessionManager:
     ) -> str:
         """Send a text to ``to`` exactly as given; returns the WhatsApp message id. ``quoted`` is a message key;
         ``quoted_id`` looks the key up among recently seen messages (sent without a quote if unknown)."""
-        s = self.get(sid)
-        if s.owner is not None:
-            raise SessionOwnedElsewhere(f"session {sid} is owned by connector {s.owner}")
-        if s.state != SessionState.OPEN:
-            raise SessionNotOpen(f"session {sid} is {s.state.value}, not open")
+        s = self._open_here(sid)
         if quoted is None and quoted_id:
             quoted = self.messages.key(sid, quoted_id)
             if quoted is None:
@@ -329,6 +326,25 @@ class SessionManager:
             self.ingest.own_send(sid, sent_id)  # an id Baileys chose: its echo may already have been published
         s.log.info("message %s sent to %s", sent_id, to)
         return sent_id
+
+    async def send_chat_state(self, sid: SessionId, to: str, state: ChatState) -> None:
+        """Show "typing…" (``composing``) or end it (``paused``) in the chat ``to`` exactly as given."""
+        self._open_here(sid)
+        await self.bridge.send_presence(sid, state, Jid(to))
+
+    async def mark_read(self, sid: SessionId, key: dict[str, Any]) -> None:
+        """Mark the message with this key read (a read receipt to its sender)."""
+        self._open_here(sid)
+        await self.bridge.send_read(sid, [MessageKey.model_validate(key)])
+
+    def _open_here(self, sid: SessionId) -> Session:
+        """The session, if it is open and this connector owns it: what every send needs."""
+        s = self.get(sid)
+        if s.owner is not None:
+            raise SessionOwnedElsewhere(f"session {sid} is owned by connector {s.owner}")
+        if s.state != SessionState.OPEN:
+            raise SessionNotOpen(f"session {sid} is {s.state.value}, not open")
+        return s
 
     async def reply_readiness(self, sid: SessionId) -> Readiness:
         """What a reply for ``sid`` can do now (``connector.session.reply_readiness``; the outbound consumer asks).

@@ -40,6 +40,12 @@ it was, their group, and as message attributes ``reason`` (``malformed``, ``sess
 times would reach the DLQ through the queue's redrive at its next receive, without a reason, so one that would be
 handed back then is dead-lettered here instead, with the reason it was handed back for.
 
+Typing messages (``OutboundTyping``, queued by the function in the chat's group ahead of the replies) are handed to
+``ChatStates`` ("typing…" on or off) and deleted at once, whatever came of them: they are best effort, so one whose
+session is not open here, that is malformed or that fails is dropped (never dead-lettered, never handed back), and
+it never holds up the chat's replies. A reply ends "typing…" in its chat just before it is sent and, once sent,
+marks the message its ``mark_read`` names read.
+
 A connector with no open session receives nothing: a standby (or one whose sessions another connector owns) must not
 take replies it cannot send. Stopping stops receiving and starting sends, lets the sends under way finish and be
 recorded (for up to ``stop_grace_s``: cancelled, a send the bridge carries out anyway would be sent again after the
@@ -61,8 +67,9 @@ from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from pydantic import ValidationError
 
 from connector.aws import open_client
+from connector.chatstate import ChatStates
 from connector.config import OutboundSettings
-from connector.contracts import OutboundReply, whatsapp_message_id
+from connector.contracts import OutboundReply, OutboundTyping, parse_outbound, whatsapp_message_id
 from connector.errors import SessionError, SidecarNotConnected, StoreError
 from connector.replies import Replies
 from connector.resources import SQS_BATCH_MAX
@@ -139,7 +146,9 @@ class OutboundConsumer:
         region: str = "us-east-1",
         endpoint_url: str | None = None,
         session: aioboto3.Session | None = None,
+        chat_states: ChatStates | None = None,
     ) -> None:
+        """Without ``chat_states`` typing messages are dropped and nothing is marked read."""
         self.log = logging.getLogger("wa_relay.outbound")
         self.queue_url = queue_url
         self.sessions = sessions
@@ -149,9 +158,12 @@ class OutboundConsumer:
         self.region = region
         self.endpoint_url = endpoint_url
         self.session = session or aioboto3.Session()
+        self.chat_states = chat_states
         self.sent = 0
         self.duplicates = 0
         self.malformed = 0
+        self.typing = 0
+        """Typing messages taken off the queue (shown or not)."""
         self.dead_lettered = 0
         self.handed_back = 0
         self.extended = 0
@@ -270,12 +282,38 @@ class OutboundConsumer:
         if held.lost:
             return None
         try:
-            reply = OutboundReply.model_validate_json(held.message.get("Body", ""))
+            body = parse_outbound(held.message.get("Body", ""))
         except ValidationError as e:
-            self.malformed += 1
             first = e.errors(include_input=False)[0] if e.errors() else {"loc": (), "msg": "invalid"}
-            where = ".".join(str(p) for p in first["loc"]) or "body"
+            kind, *path = first["loc"] or ("",)
+            if kind == "outbound.typing":
+                self.typing += 1
+                self.log.warning("malformed typing message %s dropped (%s)", held.id, ".".join(map(str, path)))
+                await self._delete(held)
+                return None
+            self.malformed += 1
+            where = ".".join(str(p) for p in path) or "body"
             return await self._dead_letter(held, "malformed", f"{where}: {first['msg']}")
+        if isinstance(body, OutboundTyping):
+            await self._typing(body)
+            await self._delete(held)
+            return None
+        return await self._send_reply(held, body)
+
+    async def _typing(self, typing: OutboundTyping) -> None:
+        self.typing += 1
+        if self.chat_states is None or self._stopping:
+            return
+        sid = SessionId(typing.session_id)
+        try:
+            if typing.state == "composing":
+                await self.chat_states.typing(sid, typing.to, typing.expires_at)
+            else:
+                await self.chat_states.paused(sid, typing.to)
+        except Exception as e:  # best effort: the chat's replies wait behind this
+            self.log.getChild(typing.session_id).warning("typing message for %s failed: %s", typing.to, e)
+
+    async def _send_reply(self, held: Held, reply: OutboundReply) -> Back | None:
         sid = SessionId(reply.session_id)
         rlog = self.log.getChild(reply.session_id)
         message_id = whatsapp_message_id(reply.reply_id)
@@ -319,6 +357,8 @@ class OutboundConsumer:
                 continue
             if self._stopping:
                 return Back(0, None)
+            if self.chat_states is not None:
+                await self.chat_states.paused(sid, reply.to)
             self._sending += 1
             try:
                 sent = await self.replies.send(
@@ -351,6 +391,8 @@ class OutboundConsumer:
             self.sent += 1
             rlog.info("reply %s sent as %s to %s", reply.reply_id, sent.message_id, reply.to)
             await self._delete(held)
+            if self.chat_states is not None and reply.mark_read is not None:
+                await self.chat_states.read(sid, reply.mark_read.model_dump(exclude_none=True))
             return None
         return None
 

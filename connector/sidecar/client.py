@@ -95,6 +95,10 @@ class Bridge(Protocol):
 
     async def release_receipts(self, session: SessionId, ids: list[str]) -> int: ...
 
+    async def send_presence(self, session: SessionId, type: str, to: Jid | None = None) -> None: ...
+
+    async def send_read(self, session: SessionId, keys: list[MessageKey]) -> None: ...
+
 
 BridgeFactory = Callable[[BridgeHost], Bridge]
 """Builds a bridge client around the host that answers its requests."""

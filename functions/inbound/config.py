@@ -33,6 +33,10 @@ class InboundConfig:
     dedup_ttl_s: int = 86400
     """How long an ``event_id`` is remembered (DESIGN section 5: default 24 h, at least 60 s)."""
     forward_groups: bool = False
+    typing_indicator: bool = True
+    """Show the contact "typing…" while the chatbot works on their message."""
+    read_receipts: bool = True
+    """Mark the contact's message read when its reply is sent."""
     chatbot_timeout_s: float = 30.0
     """Per attempt: LLM bots take 3-30 s; a bot that needs longer answers 202 and replies later."""
     chatbot_max_attempts: int = 3
@@ -74,9 +78,11 @@ class InboundConfig:
                 raise InboundConfigError(f"{name} must be at least {minimum}, got {raw!r}")
             return value
 
-        def flag(name: str) -> bool:
+        def flag(name: str, default: bool = False) -> bool:
             raw = env.get(name, "").strip().lower()
-            if raw in ("", "0", "false", "no", "off"):
+            if not raw:
+                return default
+            if raw in ("0", "false", "no", "off"):
                 return False
             if raw in ("1", "true", "yes", "on"):
                 return True
@@ -106,6 +112,8 @@ class InboundConfig:
             lid_map_table=env.get(LID_MAP_TABLE.env) or LID_MAP_TABLE.default_name,
             dedup_ttl_s=int(number("DEDUP_TTL_S", cls.dedup_ttl_s, 60)),
             forward_groups=flag("FORWARD_GROUPS"),
+            typing_indicator=flag("TYPING_INDICATOR", cls.typing_indicator),
+            read_receipts=flag("READ_RECEIPTS", cls.read_receipts),
             chatbot_timeout_s=number("CHATBOT_TIMEOUT_S", cls.chatbot_timeout_s, 0.1),
             chatbot_max_attempts=int(number("CHATBOT_MAX_ATTEMPTS", cls.chatbot_max_attempts, 1)),
             chatbot_retry_base_s=number("CHATBOT_RETRY_BASE_S", cls.chatbot_retry_base_s, 0),

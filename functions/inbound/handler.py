@@ -53,6 +53,8 @@ def build(config: InboundConfig) -> tuple[logic.Deps, IdempotencyConfig]:
         visibility=Visibility(sqs, config.inbound_queue_url),
         max_age_s=config.max_message_age_s,
         outage=OutagePolicy(budget_s=config.outage_budget_s, base_s=config.retry_base_s, max_s=config.retry_max_s),
+        typing_indicator=config.typing_indicator,
+        read_receipts=config.read_receipts,
     )
     return deps, idempotency
 

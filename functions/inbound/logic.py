@@ -23,6 +23,12 @@ Decisions written down here:
 - Permanent rejections are counted (``metrics``, EMF).
 - Replies are addressed to ``chat.jid`` exactly as received and grouped like the inbound chat
   (``envelope.group_id``, the group the publisher used).
+- Right before the chatbot is asked (so never for a skipped event, a deduplicated redelivery or an answer reused
+  from an earlier attempt), a typing message goes to the chat's group on ``outbound.fifo`` (``TYPING_INDICATOR``),
+  ahead of the replies, bounded by the time this invocation waits for the bot; an answer without replies (204,
+  202, a rejection) is followed by a ``paused`` one, so "typing…" does not outlast it. Failing to queue either is
+  logged and otherwise ignored: it must never cost the contact the answer. With ``READ_RECEIPTS`` each reply
+  names the contact's message (``mark_read``), which the connector marks read once the first reply is sent.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -48,6 +54,7 @@ from connector.contracts import (
     ChatRef,
     InboundEnvelope,
     OutboundReply,
+    OutboundTyping,
     SenderRef,
     jid_user,
     lid_map_key_for_lid,
@@ -58,7 +65,7 @@ from connector.resources import INBOUND_RESERVE_S
 from functions.inbound import metrics
 from functions.inbound.answers import AnswerStore
 from functions.inbound.chatbot import Chatbot
-from functions.inbound.errors import ChatbotRejected
+from functions.inbound.errors import ChatbotRejected, ReplySendError
 from functions.inbound.lidmap import LidMap
 from functions.inbound.models import describe_invalid, parse_body
 from functions.inbound.queues import MALFORMED, DeadLetterQueue, ReplyQueue
@@ -106,6 +113,8 @@ class Deps:
     """``relay`` behind the idempotency utility (``idempotent_relay``)."""
     answers: AnswerStore
     forward_groups: bool = False
+    typing_indicator: bool = True
+    read_receipts: bool = True
     outage: OutagePolicy = field(default_factory=OutagePolicy)
     max_age_s: float = 3600.0
     """A message older than this (by its WhatsApp timestamp) is not answered: before the bot is asked, or when its
@@ -245,23 +254,31 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
         me=envelope.me,
     )
     answers = deps.answers.get(envelope.event_id) if redelivered else None
+    typing = False
     if answers is not None:
         logger.info("answer of an earlier attempt reused", extra={"replies": len(answers)})
     else:
         logger.debug("asking chatbot", extra={"text": envelope.message.text, "message_type": envelope.message.type})
+        typing = deps.typing_indicator and queue_typing(envelope, deps, "composing", deadline=deadline)
         try:
             answers = deps.chatbot.ask(request, deadline=deadline)
         except ChatbotRejected as e:
             # Deliberately completes the record: asking again would be rejected again (DESIGN section 6).
             logger.error(PERMANENT_FAILURE, extra={"status": e.status, "event_id": envelope.event_id, "error": str(e)})
             metrics.chatbot_rejected()
+            if typing:
+                queue_typing(envelope, deps, "paused", deadline=deadline)
             return {"status": e.status, "replies": 0, "rejected": True}
         if answers:
             deps.answers.put(envelope.event_id, answers)
+        elif typing:
+            queue_typing(envelope, deps, "paused", deadline=deadline)
     if answers and (why := stale(envelope, deps.max_age_s)):
         # The bot answered after an outage: the contact has moved on, and an answer now would confuse more than help.
         logger.info("answer not sent", extra={"reason": why, "replies": len(answers)})
         metrics.stale_skipped()
+        if typing:
+            queue_typing(envelope, deps, "paused", deadline=deadline)
         return {"status": 200, "replies": 0, "stale": True}
     replies = [
         OutboundReply(
@@ -271,6 +288,7 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
             to=envelope.chat.jid,
             text=answer.text,
             quoted=envelope.key if answer.quote else None,
+            mark_read=envelope.key if deps.read_receipts else None,
         )
         for index, answer in enumerate(answers)
     ]
@@ -278,6 +296,27 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
         deps.replies.send(envelope.group_id, replies)
     logger.info("event relayed", extra={"replies": len(replies)})
     return {"status": 200 if replies else 204, "replies": len(replies)}
+
+
+def queue_typing(
+    envelope: InboundEnvelope, deps: Deps, state: Literal["composing", "paused"], *, deadline: float
+) -> bool:
+    """Queue a typing message for the chat; whether it was queued. Shown at most until ``deadline`` (monotonic), the
+    time this invocation waits for the chatbot."""
+    expires_at = int((time.time() + max(0.0, deadline - time.monotonic())) * 1000)
+    typing = OutboundTyping(
+        event_id=envelope.event_id,
+        session_id=envelope.session_id,
+        to=envelope.chat.jid,
+        state=state,
+        expires_at=expires_at,
+    )
+    try:
+        deps.replies.send_typing(envelope.group_id, typing)
+    except ReplySendError as e:
+        logger.warning("typing message not queued", extra={"state": state, "error": str(e)})
+        return False
+    return True
 
 
 def resolve_parties(envelope: InboundEnvelope, lid_map: LidMap) -> tuple[ChatRef, SenderRef]:

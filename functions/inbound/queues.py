@@ -1,4 +1,5 @@
-"""What the function puts on SQS: replies on ``outbound.fifo`` and malformed records on the inbound DLQ."""
+"""What the function puts on SQS: replies and typing messages on ``outbound.fifo``, malformed records on the inbound
+DLQ."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from connector.contracts import DEAD_LETTER_REASON, OutboundReply
+from connector.contracts import DEAD_LETTER_REASON, OutboundReply, OutboundTyping, typing_id
 from connector.resources import SQS_BATCH_MAX, SQS_BODY_MAX_BYTES
 from functions.inbound.errors import DeadLetterError, ReplySendError, ReplyTooLarge
 
@@ -50,6 +51,19 @@ class ReplyQueue:
             )
         for chunk in _chunks(entries):
             self._send_batch(chunk)
+
+    def send_typing(self, group_id: str, typing: OutboundTyping) -> None:
+        """One typing message, in the chat's group like its replies; sent once (it is worth no retries: a late
+        "typing…" is no better than none)."""
+        try:
+            self._sqs.send_message(
+                QueueUrl=self.url,
+                MessageBody=typing.model_dump_json(),
+                MessageGroupId=group_id,
+                MessageDeduplicationId=typing_id(typing.event_id, typing.state),
+            )
+        except (BotoCoreError, ClientError) as e:
+            raise ReplySendError(f"failed to send typing {typing.state} for event {typing.event_id}") from e
 
     def _send_batch(self, entries: list[dict[str, str]]) -> None:
         pending = entries

@@ -20,6 +20,8 @@ locals {
     CHATBOT_MAX_ATTEMPTS           = tostring(var.chatbot_max_attempts)
     CHATBOT_OUTAGE_BUDGET_S        = tostring(var.chatbot_outage_budget_s)
     MAX_MESSAGE_AGE_S              = tostring(var.max_message_age_s)
+    TYPING_INDICATOR               = tostring(var.typing_indicator)
+    READ_RECEIPTS                  = tostring(var.read_receipts)
     POWERTOOLS_SERVICE_NAME        = "wa-relay"
   }
 }

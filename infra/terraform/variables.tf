@@ -133,6 +133,18 @@ variable "dedup_ttl_s" {
   }
 }
 
+variable "typing_indicator" {
+  description = "Show the contact \"typing…\" while the chatbot works on their message (TYPING_INDICATOR of the inbound function)."
+  type        = bool
+  default     = true
+}
+
+variable "read_receipts" {
+  description = "Mark the contact's message read when its reply is sent (READ_RECEIPTS of the inbound function)."
+  type        = bool
+  default     = true
+}
+
 variable "session_start_interval_s" {
   description = "Minimum seconds between two WhatsApp connects of the connector (SESSION_START_INTERVAL_S; jitter is added)."
   type        = number

@@ -35,12 +35,17 @@ MINIMUM: dict[tuple[str, str], tuple[float, str]] = {
     ("connector", "SendMessage"): (1, "the inbound envelope (at most 1: batched when messages arrive together)"),
     ("connector", "SendMessageBatch"): (1, "the inbound envelope, batched"),
     ("connector", "Scan"): (0, "session discovery (another connector's new sessions), periodic"),
-    ("connector", "ReceiveMessage"): (1, "the reply off `outbound.fifo` (at most 1: up to 10 per receive)"),
-    ("connector", "DeleteMessage"): (1, "the reply, after it was sent and recorded"),
+    ("connector", "ReceiveMessage"): (
+        2,
+        "the typing message and the reply off `outbound.fifo` (up to 10 per receive, but the reply follows the "
+        "typing message by the chatbot's time)",
+    ),
+    ("connector", "DeleteMessage"): (2, "the typing message once shown, the reply after it was sent and recorded"),
     ("connector", "DeleteMessageBatch"): (1, "the reply, after it was sent and recorded"),
     ("function", "PutItem"): (1, "idempotency record `INPROGRESS` (conditional: the dedup itself)"),
     ("function", "UpdateItem"): (1, "idempotency record `COMPLETED`"),
     ("function", "SendMessageBatch"): (1, "the reply to `outbound.fifo`"),
+    ("function", "SendMessage"): (1, "the typing message to `outbound.fifo`, before the chatbot is asked"),
     ("runner", "ReceiveMessage"): (1, "the event source mapping's poll (on AWS: Lambda's pollers, billed to us)"),
     ("runner", "DeleteMessageBatch"): (1, "the event source mapping deletes the batch's successes"),
 }

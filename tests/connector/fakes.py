@@ -121,6 +121,12 @@ class FakeBridge:
         await self._record("release", (session, list(ids)))
         return len(ids)
 
+    async def send_presence(self, session: SessionId, type: str, to: Jid | None = None) -> None:
+        await self._record("presence", (session, type, to))
+
+    async def send_read(self, session: SessionId, keys: list[MessageKey]) -> None:
+        await self._record("read", (session, [k.model_dump(exclude_none=True) for k in keys]))
+
     # ---- test helpers ----
 
     async def emit(self, event: str, session: str | None, data: dict[str, Any]) -> None:

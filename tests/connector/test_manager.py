@@ -227,6 +227,24 @@ async def test_send_requires_open_and_passes_to_unchanged(harness: Harness) -> N
         await harness.manager.send_text(S1, "88887770001@lid", "hi")
 
 
+async def test_chat_states_and_read_marks_need_an_open_session_and_keep_the_chat_as_addressed(
+    harness: Harness,
+) -> None:
+    await harness.start("s1")
+    key = {"remoteJid": "88887770001@lid", "fromMe": False, "id": "3EB0IN", "addressingMode": "lid"}
+    with pytest.raises(SessionNotOpen):
+        await harness.manager.send_chat_state(S1, "88887770001@lid", "composing")
+    with pytest.raises(SessionNotOpen):
+        await harness.manager.mark_read(S1, key)
+    await harness.bridge.emit("connection.update", "s1", OPEN)
+    await harness.manager.send_chat_state(S1, "88887770001@lid", "composing")
+    await harness.manager.mark_read(S1, key)
+    assert harness.bridge.calls[-2:] == [
+        ("presence", ("s1", "composing", "88887770001@lid")),
+        ("read", ("s1", [key])),
+    ]
+
+
 # ---- logout and delete ----
 
 

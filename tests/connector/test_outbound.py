@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -15,9 +16,10 @@ from typing import Any
 import boto3
 import pytest
 
+from connector.chatstate import ChatState, ChatStates, ChatStateSettings
 from connector.config import OutboundSettings
-from connector.contracts import OutboundReply, RawKey, reply_id, whatsapp_message_id
-from connector.errors import SessionNotReady, SidecarTimeout
+from connector.contracts import OutboundReply, OutboundTyping, RawKey, reply_id, whatsapp_message_id
+from connector.errors import SessionNotOpen, SessionNotReady, SidecarTimeout
 from connector.messagecache import MessageCache
 from connector.outbound import Held, OutboundConsumer
 from connector.replies import Replies, message_content
@@ -42,6 +44,9 @@ class FakeSessions:
         """Errors the next sends raise, one each."""
         self.send_delay = 0.0
         self.open = True
+        self.events: list[tuple[str, str]] = []
+        """Sends, chat states and read marks in the order they were made: ``("send", text)``, ``("composing", to)``,
+        ``("paused", to)``, ``("read", message id)``."""
 
     async def send_text(
         self,
@@ -57,7 +62,16 @@ class FakeSessions:
         if self.fail:
             raise self.fail.pop(0)
         self.sent.append({"session": sid, "to": to, "text": text, "message_id": message_id, "quoted": quoted})
+        self.events.append(("send", text))
         return message_id or "GEN"
+
+    async def send_chat_state(self, sid: SessionId, to: str, state: ChatState) -> None:
+        if self.readiness.get(sid, Readiness.READY) is not Readiness.READY:
+            raise SessionNotOpen(f"session {sid} is not open")
+        self.events.append((state, to))
+
+    async def mark_read(self, sid: SessionId, key: dict[str, Any]) -> None:
+        self.events.append(("read", key["id"]))
 
     def has_open_sessions(self) -> bool:
         return self.open
@@ -87,10 +101,10 @@ def reply(n: int, *, session: str = "s1", to: str = "88887770001@lid", quoted: b
     return OutboundReply(reply_id=rid, event_id=f"ev-{n}", session_id=session, to=to, text=f"reply {n}", quoted=key)
 
 
-def enqueue(sqs: Any, url: str, *replies: OutboundReply | str) -> None:
+def enqueue(sqs: Any, url: str, *replies: OutboundReply | OutboundTyping | str) -> None:
     for r in replies:
         body = r if isinstance(r, str) else r.model_dump_json()
-        group = f"{r.session_id}:{r.to}" if isinstance(r, OutboundReply) else "s1:88887770001@lid"
+        group = "s1:88887770001@lid" if isinstance(r, str) else f"{r.session_id}:{r.to}"
         sqs.send_message(QueueUrl=url, MessageBody=body, MessageGroupId=group, MessageDeduplicationId=uuid.uuid4().hex)
 
 
@@ -161,12 +175,17 @@ class CountingLog(MemoryReplyLog):
 
 @contextlib.asynccontextmanager
 async def consuming(
-    url: str, dlq: str | None, sessions: FakeSessions, endpoint: str, settings: OutboundSettings = QUICK
+    url: str,
+    dlq: str | None,
+    sessions: FakeSessions,
+    endpoint: str,
+    settings: OutboundSettings = QUICK,
+    chat_states: ChatStates | None = None,
 ) -> AsyncIterator[tuple[OutboundConsumer, CountingLog, Calls]]:
     """A started consumer whose SQS calls are recorded."""
     log = CountingLog()
     replies = Replies(sessions, log, MessageCache(100))
-    c = OutboundConsumer(url, sessions, replies, settings, dlq_url=dlq, endpoint_url=endpoint)
+    c = OutboundConsumer(url, sessions, replies, settings, dlq_url=dlq, endpoint_url=endpoint, chat_states=chat_states)
     await c.start()
     c._client = calls = Calls(c._client)
     try:
@@ -474,3 +493,116 @@ def test_settings_keep_a_held_message_from_lapsing() -> None:
     with pytest.raises(ValueError, match="renew_before_s"):
         OutboundSettings(tick_s=10, renew_before_s=5)
     assert Held({"ReceiptHandle": "r", "Attributes": {"ApproximateReceiveCount": "4"}}, 0).receive_count == 4
+
+
+# ---- typing and read marks -----------------------------------------------------------------------------------------
+
+BOB = "88887770002@lid"
+
+
+def typing(n: int, state: str = "composing", *, to: str = BOB, for_s: float = 60.0) -> OutboundTyping:
+    return OutboundTyping(
+        event_id=f"ev-{n}", session_id="s1", to=to, state=state, expires_at=int((time.time() + for_s) * 1000)
+    )
+
+
+def answer(n: int, index: int = 0, *, to: str = BOB, read: bool = True) -> OutboundReply:
+    key = RawKey(remoteJid=to, id=f"IN{n}", fromMe=False) if read else None
+    text = f"reply {n}" + (f".{index}" if index else "")
+    return OutboundReply(
+        reply_id=reply_id(f"ev-{n}", index), event_id=f"ev-{n}", session_id="s1", to=to, text=text, mark_read=key
+    )
+
+
+@contextlib.asynccontextmanager
+async def chat_states(sessions: FakeSessions) -> AsyncIterator[ChatStates]:
+    states = ChatStates(sessions, ChatStateSettings(refresh_s=0.5, tick_s=0.05))
+    await states.start()
+    try:
+        yield states
+    finally:
+        await states.stop()
+
+
+async def test_typing_shows_while_the_bot_works_then_paused_the_reply_and_one_read_mark(
+    sqs_endpoint: str, queues: tuple[Any, str, str]
+) -> None:
+    sqs, url, dlq = queues
+    sessions = FakeSessions()
+    enqueue(sqs, url, typing(1))
+    async with (
+        chat_states(sessions) as states,
+        consuming(url, dlq, sessions, sqs_endpoint, chat_states=states) as (c, _, _),
+    ):
+        await until(lambda: states.is_typing(SessionId("s1"), BOB))
+        await asyncio.sleep(1.2)  # the bot works: refreshed every 0.5 s
+        enqueue(sqs, url, answer(1), answer(1, 1))
+        await until(lambda: len(sessions.sent) == 2)
+        await until(lambda: depth(sqs, url) == 0)
+    composing = sessions.events.index(("paused", BOB))
+    assert composing >= 3 and set(sessions.events[:composing]) == {("composing", BOB)}, "shown, then refreshed"
+    assert sessions.events[composing:] == [("paused", BOB), ("send", "reply 1"), ("read", "IN1"), ("send", "reply 1.1")]
+    assert c.typing == 1 and c.dead_lettered == 0 and states.typing_chats == 0
+
+
+async def test_typing_for_a_session_that_is_not_open_is_dropped_and_its_chats_replies_wait_as_before(
+    sqs_endpoint: str, queues: tuple[Any, str, str]
+) -> None:
+    sqs, url, dlq = queues
+    sessions = FakeSessions()
+    sessions.readiness["s1"] = Readiness.WAIT
+    enqueue(sqs, url, typing(1), answer(1))
+    async with (
+        chat_states(sessions) as states,
+        consuming(url, dlq, sessions, sqs_endpoint, chat_states=states) as (c, _, calls),
+    ):
+        await until(lambda: c.typing == 1 and c.held == 1)
+        assert states.dropped == 1 and states.typing_chats == 0
+        sessions.readiness["s1"] = Readiness.READY
+        await until(lambda: depth(sqs, url) == 0)
+    assert sessions.events == [("send", "reply 1"), ("read", "IN1")]
+    assert dead_letters(sqs, dlq) == [] and c.handed_back == 0
+    assert sorted(calls.received().values()) == [1, 1]
+
+
+async def test_a_malformed_typing_message_is_dropped_never_dead_lettered(
+    sqs_endpoint: str, queues: tuple[Any, str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    sqs, url, dlq = queues
+    sessions = FakeSessions()
+    enqueue(sqs, url, json.dumps({"type": "outbound.typing", "v": 1, "session_id": "s1", "to": BOB}), reply(2))
+    async with (
+        chat_states(sessions) as states,
+        consuming(url, dlq, sessions, sqs_endpoint, chat_states=states) as (c, _, _),
+    ):
+        await until(lambda: len(sessions.sent) == 1)
+        await until(lambda: depth(sqs, url) == 0)
+    assert c.malformed == 0 and c.typing == 1
+    assert dead_letters(sqs, dlq) == []
+    assert "malformed typing message" in caplog.text
+
+
+async def test_the_functions_paused_ends_typing_when_the_bot_gives_no_reply(
+    sqs_endpoint: str, queues: tuple[Any, str, str]
+) -> None:
+    sqs, url, dlq = queues
+    sessions = FakeSessions()
+    enqueue(sqs, url, typing(1), typing(1, "paused"), typing(2, for_s=-1), typing(3, "paused"))
+    async with (
+        chat_states(sessions) as states,
+        consuming(url, dlq, sessions, sqs_endpoint, chat_states=states) as (c, _, _),
+    ):
+        await until(lambda: c.typing == 4)
+        await until(lambda: depth(sqs, url) == 0)
+    assert sessions.events == [("composing", BOB), ("paused", BOB)], "an expired one is not shown; paused once"
+
+
+async def test_without_chat_states_typing_messages_are_only_deleted(
+    sqs_endpoint: str, queues: tuple[Any, str, str]
+) -> None:
+    sqs, url, dlq = queues
+    sessions = FakeSessions()
+    enqueue(sqs, url, typing(1), answer(1))
+    async with consuming(url, dlq, sessions, sqs_endpoint) as (c, _, _):
+        await until(lambda: depth(sqs, url) == 0)
+    assert sessions.events == [("send", "reply 1")] and c.typing == 1

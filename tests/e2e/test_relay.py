@@ -120,6 +120,38 @@ async def test_lid_mapping_update_feeds_the_lid_map_and_the_function_resolves_th
     assert call.body["sender"]["pn"] == dora.jid
 
 
+async def test_the_contact_sees_typing_while_a_slow_bot_works_then_the_reply_and_a_read_receipt(
+    api: Api, wasim: WasimClient, chatbot: ChatbotServer
+) -> None:
+    me, fay = await linked(api, wasim, "e2e-typing")
+    seq = await wasim.last_seq()
+    chatbot.script[:] = [Answer(delay_s=4.0)]  # an LLM thinking: echoes after 4 s
+
+    sent = await wasim.send_text(fay, me, "think it over", addressing="lid")
+
+    composing = await wasim.wait_event(
+        "chatstate", {"account": me.phone, "to": fay.phone, "state": "composing"}, after=seq, timeout=60
+    )
+    paused = await wasim.wait_event(
+        "chatstate", {"account": me.phone, "to": fay.phone, "state": "paused"}, after=composing["seq"], timeout=30
+    )
+    reply = await wasim.wait_event(
+        "message.outgoing", {"account": me.phone, "text": "echo: think it over"}, after=paused["seq"], timeout=30
+    )
+    read = await wasim.wait_event(
+        "receipt", {"account": me.phone, "type": "read", "ids": [sent["id"]]}, after=reply["seq"], timeout=30
+    )
+    call = (await answered(chatbot, "think it over"))[0]
+    assert composing["data"]["stanza_to"] == fay.lid_jid, "in the chat as it was addressed"
+    assert composing["at"] / 1000 < call.answered_at, "shown while the bot was still working"
+    assert read["data"]["to"] == fay.lid_jid
+    assert reply["data"]["stanza_to"] == fay.lid_jid
+    states = [e["data"]["state"] for e in await wasim.events("chatstate", after=seq) if e["data"]["to"] == fay.phone]
+    assert states[-1] == "paused" and set(states[:-1]) == {"composing"}, states
+    presence = [e for e in await wasim.events("presence", after=seq) if e["data"]["account"] == me.phone]
+    assert not [e for e in presence if e["data"]["type"] == "available"], "the account is never announced online"
+
+
 async def test_chatbot_errors_retry_then_one_reply_and_4xx_is_final(
     api: Api, wasim: WasimClient, chatbot: ChatbotServer, caplog: pytest.LogCaptureFixture
 ) -> None:

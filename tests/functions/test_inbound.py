@@ -16,7 +16,16 @@ from types import ModuleType
 
 import pytest
 
-from connector.contracts import ChatbotReply, InboundEnvelope, OutboundReply, message_group_id, reply_id
+from connector.contracts import (
+    ChatbotReply,
+    InboundEnvelope,
+    OutboundReply,
+    OutboundTyping,
+    message_group_id,
+    parse_outbound,
+    reply_id,
+    typing_id,
+)
 from functions.inbound.answers import AnswerStore
 from functions.inbound.queues import DeadLetterQueue, ReplyQueue
 from infra.local.runner import sqs_record as runner_record
@@ -42,8 +51,17 @@ def failures(*records: dict[str, object]) -> dict[str, list[dict[str, object]]]:
     return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
 
 
+def outbound_on(aws: Aws) -> list[tuple[dict[str, str], OutboundReply | OutboundTyping]]:
+    """Everything on ``outbound.fifo`` (replies and typing messages), in queue order, drained."""
+    return [(m["Attributes"], parse_outbound(m["Body"])) for m in aws.drain("OUTBOUND_QUEUE_URL")]
+
+
 def replies_on(aws: Aws) -> list[tuple[dict[str, str], OutboundReply]]:
-    return [(m["Attributes"], OutboundReply.model_validate_json(m["Body"])) for m in aws.drain("OUTBOUND_QUEUE_URL")]
+    return [(a, body) for a, body in outbound_on(aws) if isinstance(body, OutboundReply)]
+
+
+def kinds(outbound: list[tuple[dict[str, str], OutboundReply | OutboundTyping]]) -> list[str]:
+    return [body.state if isinstance(body, OutboundTyping) else "reply" for _, body in outbound]
 
 
 # ---- the happy path ------------------------------------------------------------------------------------------------
@@ -178,11 +196,12 @@ def test_same_event_twice_calls_the_chatbot_once(
 ) -> None:
     envelope = fresh(golden("pn"))
     assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+    assert kinds(outbound_on(aws)) == ["composing", "reply"]
     # a redelivery (new SQS message id, e.g. republished by the connector after a reconnect)
     assert handler.lambda_handler(sqs_event(sqs_record(envelope, receive_count=2)), LambdaContext()) == OK
 
     assert len(chatbot.calls) == 1
-    assert len(replies_on(aws)) == 1
+    assert outbound_on(aws) == [], "the redelivery queues neither a reply nor typing"
     item = aws.idempotency_item(envelope.event_id)
     assert item is not None
     assert item["status"]["S"] == "COMPLETED"
@@ -205,7 +224,8 @@ def test_replies_that_could_not_be_queued_are_sent_on_the_retry_without_asking_t
     handler.deps = replace(handler.deps, replies=working)
     assert handler.lambda_handler(sqs_event(sqs_record(envelope, receive_count=2)), LambdaContext()) == OK
     assert len(chatbot.calls) == 1, "the stored answer was used"
-    [(_, reply)] = replies_on(aws)
+    [(_, reply)] = outbound_on(aws)  # no typing: the bot is not asked
+    assert isinstance(reply, OutboundReply)
     assert reply.reply_id == reply_id(envelope.event_id, 0) and reply.text == "answered 1"
 
 
@@ -488,7 +508,7 @@ def test_skipped_kinds_never_reach_the_bot_nor_take_the_event_id(
     assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
 
     assert chatbot.calls == []
-    assert replies_on(aws) == []
+    assert outbound_on(aws) == [], "no reply, and no typing either"
     assert aws.idempotency_item(envelope.event_id) is None
     [line] = [r for r in caplog.records if r.getMessage() == "event skipped"]
     assert line.levelno == logging.INFO
@@ -725,3 +745,109 @@ def test_a_message_older_than_the_maximum_age_is_not_answered_before_or_after_th
     chatbot.respond = lambda body: Answer()
     assert handler.lambda_handler(sqs_event(sqs_record(young)), lambda_context) == OK
     assert len(replies_on(aws)) == 1, "the control: a fresh message is answered"
+
+
+# ---- typing and read receipts --------------------------------------------------------------------------------------
+
+
+def queued(aws: Aws) -> int:
+    attrs = aws.sqs.get_queue_attributes(
+        QueueUrl=aws.queues["OUTBOUND_QUEUE_URL"], AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"])
+
+
+def test_typing_is_queued_in_the_chats_group_before_the_bot_is_asked_and_replies_name_the_message_to_mark_read(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    envelope = fresh(golden("lid"))
+    waiting: list[int] = []
+
+    def respond(body: dict[str, object]) -> Answer:
+        waiting.append(queued(aws))
+        return Answer(body={"replies": [{"text": "one"}, {"text": "two", "quote": True}]})
+
+    chatbot.respond = respond
+    before = time.time() * 1000
+
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+
+    assert waiting == [1], "the typing message was on outbound.fifo while the bot was working"
+    outbound = outbound_on(aws)
+    assert kinds(outbound) == ["composing", "reply", "reply"]
+    (attributes, typing), *replies = outbound
+    assert isinstance(typing, OutboundTyping)
+    assert attributes["MessageGroupId"] == envelope.group_id == replies[0][0]["MessageGroupId"]
+    assert attributes["MessageDeduplicationId"] == typing_id(envelope.event_id, "composing")
+    assert typing_id(envelope.event_id, "composing") not in {a["MessageDeduplicationId"] for a, _ in replies}
+    assert (typing.event_id, typing.session_id, typing.to) == (envelope.event_id, "s1", envelope.chat.jid)
+    # bounded by the time this invocation waits for the bot: 30 s left minus the reserve
+    # shown while this invocation may wait for the bot: its 30 s remaining less the reserve kept for what follows
+    assert before + 30_000 - 10_000 - 1_000 < typing.expires_at < time.time() * 1000 + 30_000
+    for _, reply in replies:
+        assert isinstance(reply, OutboundReply)
+        assert reply.mark_read == envelope.key, "every reply names the message; the connector marks it once"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [Answer(204, body=b""), Answer(202, body=b""), Answer(400, body={"error": "no"})],
+    ids=["204", "202", "400"],
+)
+def test_an_answer_without_replies_stops_the_typing(
+    answer: Answer, handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    envelope = fresh(golden("pn"))
+    chatbot.script = [answer]
+
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+
+    outbound = outbound_on(aws)
+    assert kinds(outbound) == ["composing", "paused"]
+    assert outbound[1][0]["MessageDeduplicationId"] == typing_id(envelope.event_id, "paused")
+    assert outbound[1][0]["MessageGroupId"] == envelope.group_id
+
+
+def test_typing_and_read_receipts_can_be_switched_off(
+    wire: Wire, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    handler = wire(TYPING_INDICATOR="false", READ_RECEIPTS="off")
+    envelope = fresh(golden("pn"))
+
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+
+    [(_, reply)] = outbound_on(aws)
+    assert isinstance(reply, OutboundReply) and reply.mark_read is None
+
+
+class NoSingleSends:
+    """An SQS client whose ``send_message`` fails (typing messages), while batches (replies) go through."""
+
+    def __init__(self, sqs: object) -> None:
+        self._sqs = sqs
+
+    def send_message(self, **_: object) -> None:
+        from botocore.exceptions import EndpointConnectionError
+
+        raise EndpointConnectionError(endpoint_url="https://sqs.invalid")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sqs, name)
+
+
+def test_a_typing_message_that_cannot_be_queued_does_not_keep_the_contact_from_the_answer(
+    handler: ModuleType,
+    chatbot: ChatbotServer,
+    aws: Aws,
+    lambda_context: LambdaContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    envelope = fresh(golden("pn"))
+    url = aws.queues["OUTBOUND_QUEUE_URL"]
+    handler.deps = replace(handler.deps, replies=ReplyQueue(NoSingleSends(aws.sqs), url, sleep=lambda _s: None))
+
+    assert handler.lambda_handler(sqs_event(sqs_record(envelope)), lambda_context) == OK
+
+    assert len(chatbot.calls) == 1
+    assert kinds(outbound_on(aws)) == ["reply"]
+    assert [r for r in caplog.records if r.getMessage() == "typing message not queued"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import time
 from email.utils import formatdate
 from typing import Any
@@ -13,7 +14,16 @@ import urllib3
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import ValidationError
 
-from connector.contracts import ChatbotRequest, InboundEnvelope, OutboundReply, event_id, reply_id
+from connector.contracts import (
+    ChatbotRequest,
+    InboundEnvelope,
+    OutboundReply,
+    OutboundTyping,
+    event_id,
+    parse_outbound,
+    reply_id,
+    typing_id,
+)
 from functions.inbound import queues
 from functions.inbound.chatbot import Chatbot, RetryPolicy, backoff_s, retry_after_seconds, sign
 from functions.inbound.config import InboundConfig
@@ -59,6 +69,54 @@ def test_golden_outbound_reply_answers_the_pn_envelope() -> None:
     assert reply.reply_id == reply_id(envelope.event_id, 0)
     assert reply.to == envelope.chat.jid
     assert reply.quoted == envelope.key
+    assert reply.mark_read == envelope.key
+    assert reply.model_dump(mode="json") == load("outbound.reply.json")
+
+
+def test_a_reply_queued_before_read_receipts_existed_still_parses() -> None:
+    """Bodies in flight across a deploy: the old shape is a reply that marks nothing read, with or without ``type``."""
+    legacy = load("outbound.reply.legacy.json")
+    assert "mark_read" not in legacy
+    reply = parse_outbound(json.dumps(legacy))
+    assert isinstance(reply, OutboundReply) and reply.mark_read is None
+    assert reply == OutboundReply.model_validate(load("outbound.reply.json")).model_copy(update={"mark_read": None})
+    untyped = parse_outbound(json.dumps({k: v for k, v in legacy.items() if k != "type"}))
+    assert isinstance(untyped, OutboundReply)
+
+
+def test_golden_typing_message_is_for_the_pn_envelopes_chat() -> None:
+    typing = parse_outbound(json.dumps(load("outbound.typing.json")))
+    envelope = golden("pn")
+    assert isinstance(typing, OutboundTyping)
+    assert (typing.event_id, typing.session_id, typing.to, typing.state) == (
+        envelope.event_id,
+        envelope.session_id,
+        envelope.chat.jid,
+        "composing",
+    )
+    assert typing.model_dump(mode="json") == load("outbound.typing.json")
+
+
+def test_typing_dedup_ids_are_neither_reply_ids_nor_each_other() -> None:
+    ev = golden("pn").event_id
+    ids = {typing_id(ev, "composing"), typing_id(ev, "paused"), *(reply_id(ev, i) for i in range(20))}
+    assert len(ids) == 22
+    assert typing_id(ev, "composing") != typing_id("other", "composing")
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"type": "outbound.typing", "v": 1, "session_id": "s1", "to": "1@lid", "expires_at": 1}, "event_id"),
+        ({"type": "outbound.typing", "v": 1, "event_id": "e", "session_id": "s1", "to": "1@lid"}, "expires_at"),
+        ({"type": "outbound.reply", "v": 1, "text": "x"}, "reply_id"),
+        ({"type": "outbound.other", "v": 1, "text": "x"}, "type"),
+    ],
+)
+def test_outbound_bodies_are_told_apart_by_type(body: dict[str, Any], where: str) -> None:
+    with pytest.raises(ValidationError) as e:
+        parse_outbound(json.dumps(body))
+    assert where in [str(part) for part in e.value.errors()[0]["loc"]]
 
 
 # ---- config --------------------------------------------------------------------------------------------------------
@@ -69,6 +127,7 @@ def test_config_defaults() -> None:
     assert (config.dedup_ttl_s, config.chatbot_timeout_s, config.chatbot_max_attempts) == (86400, 30.0, 3)
     assert (config.outage_budget_s, config.retry_base_s, config.retry_max_s) == (21600, 30, 900)
     assert config.forward_groups is False
+    assert config.typing_indicator is True and config.read_receipts is True
     assert config.idempotency_table == "wa-relay-idempotency"
     assert config.lid_map_table == "wa-relay-lid-map"
     assert "s3cret" not in repr(config)
@@ -85,11 +144,19 @@ def test_config_defaults() -> None:
         {"CHATBOT_MAX_ATTEMPTS": "0"},
         {"CHATBOT_TIMEOUT_S": "soon"},
         {"FORWARD_GROUPS": "maybe"},
+        {"TYPING_INDICATOR": "sometimes"},
+        {"READ_RECEIPTS": "2"},
     ],
 )
 def test_config_rejects(env: dict[str, str]) -> None:
     with pytest.raises(InboundConfigError):
         InboundConfig.from_env({**REQUIRED, **env})
+
+
+@pytest.mark.parametrize(("raw", "on"), [("false", False), ("0", False), ("off", False), ("true", True), ("", True)])
+def test_typing_and_read_receipts_switches(raw: str, on: bool) -> None:
+    config = InboundConfig.from_env({**REQUIRED, "TYPING_INDICATOR": raw, "READ_RECEIPTS": raw})
+    assert (config.typing_indicator, config.read_receipts) == (on, on)
 
 
 # ---- chatbot helpers -----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import { startRegistration } from './pairing.mjs'
 import { handleLogin } from './login.mjs'
 import { handleIq } from './iq.mjs'
 import { handleOutgoingMessage, handleReceipt, handleMessageAck } from './messages.mjs'
+import { handleChatstate, handlePresence } from './presence.mjs'
 import { firstChild } from './wire.mjs'
 import { silentLogger } from './log.mjs'
 
@@ -323,8 +324,16 @@ export class Simulator {
 				this.#count('stanzas', '<ack>')
 				if (node.attrs.class === 'message') handleMessageAck(this, conn, node)
 				return
+			case 'chatstate':
+				this.#count('stanzas', `<chatstate>${first ? `<${first.tag}>` : ''}`)
+				handleChatstate(this, conn, node)
+				return
+			case 'presence':
+				this.#count('stanzas', `<presence${node.attrs.type ? ' type=' + node.attrs.type : ''}>`)
+				handlePresence(this, conn, node)
+				return
 			default:
-				// presence, <ib><unified_session>, chatstate…: nothing to answer, just count them
+				// <ib><unified_session> and the like: nothing to answer, just count them
 				this.#count('stanzas', `<${node.tag}>${first ? `<${first.tag}>` : ''}`)
 		}
 	}

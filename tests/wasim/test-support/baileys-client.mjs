@@ -104,6 +104,16 @@ const commands = {
 		if (msg?.key.id && msg.message) sent.set(msg.key.id, msg.message)
 		return msg?.key ?? null
 	},
+	/** sendPresenceUpdate: composing/paused for one chat (`jid`), available/unavailable for everyone */
+	async presence({ type, jid }) {
+		await sock?.sendPresenceUpdate(type, jid)
+		return true
+	},
+	/** readMessages: read receipts for these message keys */
+	async read({ keys }) {
+		await sock?.readMessages(keys)
+		return true
+	},
 	/** Forget every Signal session, as a client whose session store was lost. */
 	dropSessions() {
 		const n = Object.keys(auth.keys.session ?? {}).length

@@ -118,6 +118,34 @@ test('Baileys sends to a PN jid and to a LID jid; the contact decrypts both and 
 	await upsertWithText('alice again')
 })
 
+test('chat states ("typing…") are recorded per chat, by phone number and by LID', async () => {
+	const after = await wasim.lastSeq()
+	await client.call('presence', { type: 'composing', jid: `${BOB.lid}@lid` })
+	await client.call('presence', { type: 'paused', jid: `${BOB.lid}@lid` })
+	await client.call('presence', { type: 'recording', jid: `${ALICE.phone}@s.whatsapp.net` })
+	const composing = await wasim.waitEvent('chatstate', { state: 'composing', to: BOB.phone }, after)
+	assert.deepEqual(composing.data, { account: ACCOUNT.phone, to: BOB.phone, stanza_to: `${BOB.lid}@lid`, state: 'composing', media: null })
+	const paused = await wasim.waitEvent('chatstate', { state: 'paused' }, after)
+	assert.ok(paused.seq > composing.seq, 'in the order Baileys sent them')
+	assert.equal(paused.data.to, BOB.phone)
+	// rc14 sends recording as composing with media="audio"
+	const recording = await wasim.waitEvent('chatstate', { to: ALICE.phone }, after)
+	assert.deepEqual([recording.data.state, recording.data.media, recording.data.stanza_to], ['composing', 'audio', `${ALICE.phone}@s.whatsapp.net`])
+	const stats = await wasim.get('/stats')
+	assert.ok(stats.stanzas['<chatstate><composing>'] >= 2)
+})
+
+test('read receipts for a contact\'s message are recorded with type read', async () => {
+	const sent = await wasim.post('/messages/send', { from: ALICE.phone, to: ACCOUNT.phone, text: 'read me' })
+	const m = await upsertWithText('read me')
+	await wasim.waitEvent('message.receipted', { id: sent.id })
+	const after = await wasim.lastSeq()
+	await client.call('read', { keys: [m.key] })
+	const read = await wasim.waitEvent('receipt', { type: 'read', ids: [sent.id] }, after)
+	assert.equal(read.data.account, ACCOUNT.phone)
+	assert.equal(read.data.to, `${ALICE.phone}@s.whatsapp.net`)
+})
+
 test('Baileys sending to someone who is not a contact is reported, never crashes', async () => {
 	await client.call('send', { jid: '15551234567@s.whatsapp.net', text: 'to nobody' }).catch(() => null)
 	const { connections } = await wasim.get('/connections')
