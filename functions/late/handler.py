@@ -41,10 +41,10 @@ def build(config: LateConfig) -> logic.Deps:
 deps = build(LateConfig.from_env(os.environ))
 
 
-def respond(response: logic.Response) -> dict[str, Any]:
+def respond(response: logic.Response, **headers: str) -> dict[str, Any]:
     return {
         "statusCode": response.status,
-        "headers": {"Content-Type": "application/json"},
+        "headers": {"Content-Type": "application/json", **headers},
         "body": json.dumps(response.body),
     }
 
@@ -59,7 +59,7 @@ def request_body(event: dict[str, Any]) -> bytes:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     method = event.get("requestContext", {}).get("http", {}).get("method", "")
     if method != "POST":
-        return respond(logic.error(405, "method_not_allowed", "POST a signed late answer"))
+        return respond(logic.error(405, "method_not_allowed", "POST a signed late answer"), Allow="POST")
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     try:
         return respond(logic.handle(request_body(event), headers.get(SIGNATURE_HEADER), deps))

@@ -235,4 +235,5 @@ def test_bad_bodies_are_400_or_422(body: bytes, status: int, late: ModuleType) -
 
 
 def test_only_post_is_taken(late: ModuleType) -> None:
-    assert call(late, url_event(b"", method="GET"))[0] == 405
+    response = late.lambda_handler(url_event(b"", method="GET"), LambdaContext())
+    assert (response["statusCode"], response["headers"]["Allow"]) == (405, "POST")
