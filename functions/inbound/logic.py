@@ -23,6 +23,9 @@ Decisions written down here:
 - Permanent rejections are counted (``metrics``, EMF).
 - Replies are addressed to ``chat.jid`` exactly as received and grouped like the inbound chat
   (``envelope.group_id``, the group the publisher used).
+- A ``202`` (the bot answers later) is recorded for the late-answer function (``functions/late/pending.py``: the
+  chat, group and message key its replies need) before the record completes; if that write fails the record
+  fails, since without it the late answer could never be sent.
 - Right before the chatbot is asked (so never for a skipped event, a deduplicated redelivery or an answer reused
   from an earlier attempt), a typing message goes to the chat's group on ``outbound.fifo`` (``TYPING_INDICATOR``),
   ahead of the replies, bounded by the time this invocation waits for the bot; an answer without replies (204,
@@ -64,12 +67,13 @@ from connector.contracts import (
 from connector.resources import INBOUND_RESERVE_S
 from functions.inbound import metrics
 from functions.inbound.answers import AnswerStore
-from functions.inbound.chatbot import Chatbot
+from functions.inbound.chatbot import LATER, Chatbot
 from functions.inbound.errors import ChatbotRejected, ReplySendError
 from functions.inbound.lidmap import LidMap
 from functions.inbound.models import describe_invalid, parse_body
 from functions.inbound.queues import MALFORMED, DeadLetterQueue, ReplyQueue
 from functions.inbound.retries import OutagePolicy, Visibility, exhausted, reason_of, receive_count
+from functions.late.pending import PendingAnswers
 
 logger = Logger(service="wa-relay", child=True)
 
@@ -121,6 +125,8 @@ class Deps:
     answer comes after an outage. 0: no limit."""
     visibility: Visibility | None = None
     """Delays a failed chat's retry (``retries.py``); ``None``: the queue's visibility timeout does."""
+    pending: PendingAnswers | None = None
+    """Where a ``202`` is recorded for the late-answer function; ``None``: a late answer cannot be taken."""
 
 
 def idempotent_relay(config: IdempotencyConfig, persistence: BasePersistenceLayer) -> RelayOnce:
@@ -261,7 +267,7 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
         logger.debug("asking chatbot", extra={"text": envelope.message.text, "message_type": envelope.message.type})
         typing = deps.typing_indicator and queue_typing(envelope, deps, "composing", deadline=deadline)
         try:
-            answers = deps.chatbot.ask(request, deadline=deadline)
+            answer = deps.chatbot.ask(request, deadline=deadline)
         except ChatbotRejected as e:
             # Deliberately completes the record: asking again would be rejected again (DESIGN section 6).
             logger.error(PERMANENT_FAILURE, extra={"status": e.status, "event_id": envelope.event_id, "error": str(e)})
@@ -269,6 +275,13 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
             if typing:
                 queue_typing(envelope, deps, "paused", deadline=deadline)
             return {"status": e.status, "replies": 0, "rejected": True}
+        if answer is LATER:
+            expect_late(envelope, deps)
+            if typing:
+                queue_typing(envelope, deps, "paused", deadline=deadline)
+            logger.info("chatbot answers later")
+            return {"status": 202, "replies": 0}
+        answers = answer
         if answers:
             deps.answers.put(envelope.event_id, answers)
         elif typing:
@@ -296,6 +309,14 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
         deps.replies.send(envelope.group_id, replies)
     logger.info("event relayed", extra={"replies": len(replies)})
     return {"status": 200 if replies else 204, "replies": len(replies)}
+
+
+def expect_late(envelope: InboundEnvelope, deps: Deps) -> None:
+    """Record what the bot's late answer to ``envelope`` needs (raises when it cannot be recorded)."""
+    if deps.pending is None:
+        logger.warning("chatbot answered 202, but no late-answer path is configured: its answer cannot be sent")
+        return
+    deps.pending.expect(envelope, mark_read=deps.read_receipts, max_age_s=deps.max_age_s)
 
 
 def queue_typing(
