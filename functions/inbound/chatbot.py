@@ -47,7 +47,8 @@ EVENT_ID_HEADER = "X-Relay-Event-Id"
 RESPONSE_MAX_BYTES = 2 * 1024 * 1024
 """A larger answer is invalid (20 replies of 64 Ki characters fit well below it)."""
 MIN_ATTEMPT_S = 0.5
-"""An attempt is not started with less time than this left before the deadline."""
+"""An attempt is not started with less time than this left before the deadline (and, see ``ask``, never with less
+than its whole timeout)."""
 
 
 class Deferred(Enum):
@@ -119,13 +120,18 @@ class Chatbot:
         return f"Chatbot({self.url!r})"
 
     def ask(self, request: ChatbotRequest, *, deadline: float) -> list[ChatbotReply] | Deferred:
-        """The bot's replies to ``request``; ``deadline`` is a ``time.monotonic()`` value no attempt may outlast."""
-        if deadline - time.monotonic() < MIN_ATTEMPT_S:
-            raise OutOfTime("no time left in this invocation to call the chatbot")
+        """The bot's replies to ``request``; ``deadline`` is a ``time.monotonic()`` value no attempt may outlast.
+
+        An attempt starts only when its whole ``timeout_s`` fits before ``deadline``: a call cut short by the end of
+        the invocation would be abandoned while the bot may still be answering it, and the retry would make the bot
+        answer twice. Without the time, ``OutOfTime``: the record is retried at once by the next invocation, the bot
+        not asked here."""
+        if deadline - time.monotonic() < max(MIN_ATTEMPT_S, self.timeout_s):
+            raise OutOfTime("not enough time left in this invocation for a whole chatbot call")
         retrying = Retrying(
             retry=retry_if_exception(_retry_now),
             wait=self._wait,
-            stop=stop_after_attempt(self.retry.max_attempts) | _OutOfTime(deadline),
+            stop=stop_after_attempt(self.retry.max_attempts) | _OutOfTime(deadline, self.timeout_s),
             sleep=self._sleep,
             before_sleep=self._log_retry,
             reraise=True,
@@ -216,10 +222,11 @@ def _retry_now(error: BaseException) -> bool:
 
 
 class _OutOfTime(stop_base):
-    """Stop when the next attempt (after its wait) could not start with ``MIN_ATTEMPT_S`` left before ``deadline``."""
+    """Stop when the next attempt (after its wait) could not run its whole timeout before ``deadline``."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, attempt_s: float) -> None:
         self.deadline = deadline
+        self.attempt_s = max(MIN_ATTEMPT_S, attempt_s)
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        return time.monotonic() + retry_state.upcoming_sleep + MIN_ATTEMPT_S > self.deadline
+        return time.monotonic() + retry_state.upcoming_sleep + self.attempt_s > self.deadline

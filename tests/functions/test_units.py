@@ -363,3 +363,20 @@ def test_the_retry_delay_doubles_per_receive_is_capped_and_yields_to_a_longer_re
     assert 30 <= delay_s(ChatbotUnavailable("429", status=429, retry_after=5), 1, policy) <= 33, "never sooner"
     assert delay_s(OutOfTime("no time left"), 5, policy) == 0, "nothing failed: at once"
     assert delay_s(ChatbotUnavailable("x", retry_after=10**6), 1, policy) == 12 * 3600, "SQS's limit"
+
+
+def test_a_call_is_not_started_unless_its_whole_timeout_fits_before_the_deadline() -> None:
+    from functions.inbound.errors import OutOfTime
+
+    pool = _FailingPool(urllib3.exceptions.ReadTimeoutError(None, "/chat", "read timed out"))
+    policy = RetryPolicy(3, 0.0, 0.0)
+    bot = Chatbot("http://bot/chat", "s", timeout_s=10, retry=policy, pool=pool, sleep=lambda _s: None)
+    request = ChatbotRequest.model_validate(
+        {k: v for k, v in golden("pn").model_dump(mode="json").items() if k in ChatbotRequest.model_fields}
+    )
+    with pytest.raises(OutOfTime):  # cut short, the call would be abandoned while the bot may still answer it
+        bot.ask(request, deadline=time.monotonic() + 9)
+    assert pool.attempts == 0
+    with pytest.raises(ChatbotUnavailable):
+        bot.ask(request, deadline=time.monotonic() + 11)
+    assert pool.attempts == 1
