@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, field_validator
 
 CONTRACT_VERSION = 1
 
@@ -251,3 +252,88 @@ def lid_map_key_for_lid(lid: str) -> str:
 
 def lid_map_key_for_pn(pn: str) -> str:
     return f"pn#{jid_user(pn)}"
+
+
+# ---- per-session settings (settings table) ------------------------------------------------------------------------
+
+SETTINGS_CHAT_LIST_MAX = 1000
+"""Chats one allowlist or denylist may name: the whole settings item stays far below DynamoDB's 400 KB."""
+SETTINGS_MAX_AGE_S_MAX = 7 * 86400
+_PHONE_CHARS = frozenset("0123456789+-() .")
+
+
+def normalise_chat(chat: str) -> str:
+    """A chat as settings store and compare it: a bare jid without device (``15551234567@s.whatsapp.net``,
+    ``123…@lid``, ``123-456@g.us``); a phone number (``+1 555-123 4567``) becomes its phone-number jid. ``ValueError``
+    for anything else."""
+    chat = chat.strip()
+    if "@" in chat:
+        user, server = chat.split("@", 1)
+        user = user.split(":", 1)[0]
+        if user and server in ("s.whatsapp.net", "lid", "g.us"):
+            return f"{user}@{server}"
+        raise ValueError(f"not a contact or group jid: {chat[:64]!r}")
+    number = "".join(c for c in chat if c.isdigit())
+    if set(chat) <= _PHONE_CHARS and 5 <= len(number) <= 20:
+        return f"{number}@s.whatsapp.net"
+    raise ValueError(f"neither a jid nor a phone number: {chat[:64]!r}")
+
+
+def _local_or_https(url: str) -> str:
+    """https only: the chatbot request carries message text and its HMAC. Plain http only to this machine (the
+    local stack's chatbot)."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError("chatbot_url must be an absolute URL")
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")):
+        return url
+    raise ValueError("chatbot_url must be https (http only to 127.0.0.1 or localhost)")
+
+
+class BotSettings(BaseModel):
+    """How the bot behaves for one session; the connector's API writes them, the inbound function applies them.
+
+    ``None`` means "the deployment's setting": ``groups`` follows ``FORWARD_GROUPS`` (``on``/``off``),
+    ``max_message_age_s`` follows ``MAX_MESSAGE_AGE_S``, ``chatbot_url`` follows ``CHATBOT_URL`` (the secret is the
+    deployment's either way). ``chats`` decides on the contact's chat and on a group's own jid alike; a contact
+    listed by phone number matches its LID chat too (the envelope carries both forms when known)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chats: Literal["all", "allowlist", "denylist"] = "all"
+    """Which chats the bot answers: every one, only those in ``chat_list``, or all but those in it."""
+    chat_list: list[str] = Field(default_factory=list, max_length=SETTINGS_CHAT_LIST_MAX)
+    """Jids or phone numbers, stored normalised (``normalise_chat``)."""
+    groups: Literal["off", "on"] | None = None
+    max_message_age_s: int | None = Field(default=None, ge=0, le=SETTINGS_MAX_AGE_S_MAX)
+    """Messages older than this are not answered; 0: no limit."""
+    chatbot_url: str | None = Field(default=None, max_length=2048)
+
+    @field_validator("chat_list")
+    @classmethod
+    def _normalise_list(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(normalise_chat(c) for c in value))
+
+    @field_validator("chatbot_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return None if value is None else _local_or_https(value)
+
+    def answers_chat(self, *forms: str | None) -> bool:
+        """Whether ``chats``/``chat_list`` let the bot answer the chat known under ``forms`` (jid, pn, lid)."""
+        if self.chats == "all":
+            return True
+        names = set()
+        for form in forms:
+            if form:
+                try:
+                    names.add(normalise_chat(form))
+                except ValueError:
+                    continue
+        listed = not names.isdisjoint(self.chat_list)
+        return listed if self.chats == "allowlist" else not listed
+
+
+def settings_key(session_id: str) -> str:
+    """The settings table's ``pk`` of a session's ``BotSettings`` (its ``settings`` attribute holds their JSON)."""
+    return f"settings#{session_id}"

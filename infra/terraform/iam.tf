@@ -71,6 +71,13 @@ data "aws_iam_policy_document" "inbound" {
     resources = [aws_dynamodb_table.lid_map.arn]
   }
 
+  # functions/inbound/settings.py: one GetItem per session (cached); nothing else of that table, and nothing of auth.
+  statement {
+    sid       = "ReadSettings"
+    actions   = ["dynamodb:GetItem"]
+    resources = [aws_dynamodb_table.settings.arn]
+  }
+
   statement {
     sid       = "ReadChatbotSecret"
     actions   = ["secretsmanager:GetSecretValue"]
@@ -205,6 +212,13 @@ data "aws_iam_policy_document" "connector_task" {
     sid       = "LidMapStore"
     actions   = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"]
     resources = [aws_dynamodb_table.lid_map.arn]
+  }
+
+  # connector/store/dynamodb/settings.py: GET and PATCH of /v1/sessions/{id}/settings.
+  statement {
+    sid       = "SettingsStore"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+    resources = [aws_dynamodb_table.settings.arn]
   }
 
   # The reply log (sent-reply records) shares the idempotency table.
