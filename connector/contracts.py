@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, field_validator
 
@@ -259,35 +259,38 @@ def lid_map_key_for_pn(pn: str) -> str:
 SETTINGS_CHAT_LIST_MAX = 1000
 """Chats one allowlist or denylist may name: the whole settings item stays far below DynamoDB's 400 KB."""
 SETTINGS_MAX_AGE_S_MAX = 7 * 86400
-_PHONE_CHARS = frozenset("0123456789+-() .")
+SETTINGS_CHAT_PATTERN = (
+    r"^ *(?:[0-9A-Za-z._-]+(?::[0-9]+)?@(?:s\.whatsapp\.net|lid|g\.us)|\+?(?:[ ()-]*[0-9]){5,20}[ ()-]*) *$"
+)
+"""A contact or group jid (a device part is dropped), or a phone number with its country code. Spaces, not any
+whitespace: the API checks the pattern with pydantic's regex engine and ``normalise_chat`` with Python's, and the two
+agree on a literal space but not on every Unicode space."""
+SETTINGS_CHATBOT_URL_PATTERN = (
+    r"^(?:https://[0-9A-Za-z.-]+|http://(?:127\.0\.0\.1|localhost))(?::[0-9]{1,5})?(?:/[!-~]*)?$"
+)
+"""https only: the chatbot request carries message text. Plain http only to this machine (the local stack's bot)."""
+_CHAT_RE = re.compile(SETTINGS_CHAT_PATTERN.removeprefix("^").removesuffix("$"))
 
 
 def normalise_chat(chat: str) -> str:
     """A chat as settings store and compare it: a bare jid without device (``15551234567@s.whatsapp.net``,
     ``123…@lid``, ``123-456@g.us``); a phone number (``+1 555-123 4567``) becomes its phone-number jid. ``ValueError``
-    for anything else."""
-    chat = chat.strip()
+    for anything ``SETTINGS_CHAT_PATTERN`` refuses."""
+    if not _CHAT_RE.fullmatch(chat):
+        raise ValueError(f"neither a jid nor a phone number: {chat[:64]!r}")
+    chat = chat.strip(" ")
     if "@" in chat:
         user, server = chat.split("@", 1)
-        user = user.split(":", 1)[0]
-        if user and server in ("s.whatsapp.net", "lid", "g.us"):
-            return f"{user}@{server}"
-        raise ValueError(f"not a contact or group jid: {chat[:64]!r}")
-    number = "".join(c for c in chat if c.isdigit())
-    if set(chat) <= _PHONE_CHARS and 5 <= len(number) <= 20:
-        return f"{number}@s.whatsapp.net"
-    raise ValueError(f"neither a jid nor a phone number: {chat[:64]!r}")
+        return f"{user.split(':', 1)[0]}@{server}"
+    return "".join(c for c in chat if c.isdigit()) + "@s.whatsapp.net"
 
 
-def _local_or_https(url: str) -> str:
-    """https only: the chatbot request carries message text and its HMAC. Plain http only to this machine (the
-    local stack's chatbot)."""
-    parts = urlsplit(url)
-    if not parts.hostname:
-        raise ValueError("chatbot_url must be an absolute URL")
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")):
-        return url
-    raise ValueError("chatbot_url must be https (http only to 127.0.0.1 or localhost)")
+ChatName = Annotated[str, Field(pattern=SETTINGS_CHAT_PATTERN, max_length=128)]
+ChatbotUrl = Annotated[str, Field(pattern=SETTINGS_CHATBOT_URL_PATTERN, max_length=2048)]
+MaxMessageAge = Annotated[int, Field(ge=0, le=SETTINGS_MAX_AGE_S_MAX, strict=True)]
+"""Strict: the API must not take ``"60"`` or ``true`` for a number its document says is an integer."""
+ChatsMode = Literal["all", "allowlist", "denylist"]
+GroupsMode = Literal["off", "on"]
 
 
 class BotSettings(BaseModel):
@@ -300,24 +303,19 @@ class BotSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    chats: Literal["all", "allowlist", "denylist"] = "all"
+    chats: ChatsMode = "all"
     """Which chats the bot answers: every one, only those in ``chat_list``, or all but those in it."""
-    chat_list: list[str] = Field(default_factory=list, max_length=SETTINGS_CHAT_LIST_MAX)
+    chat_list: list[ChatName] = Field(default_factory=list, max_length=SETTINGS_CHAT_LIST_MAX)
     """Jids or phone numbers, stored normalised (``normalise_chat``)."""
-    groups: Literal["off", "on"] | None = None
-    max_message_age_s: int | None = Field(default=None, ge=0, le=SETTINGS_MAX_AGE_S_MAX)
+    groups: GroupsMode | None = None
+    max_message_age_s: MaxMessageAge | None = None
     """Messages older than this are not answered; 0: no limit."""
-    chatbot_url: str | None = Field(default=None, max_length=2048)
+    chatbot_url: ChatbotUrl | None = None
 
     @field_validator("chat_list")
     @classmethod
     def _normalise_list(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(normalise_chat(c) for c in value))
-
-    @field_validator("chatbot_url")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        return None if value is None else _local_or_https(value)
 
     def answers_chat(self, *forms: str | None) -> bool:
         """Whether ``chats``/``chat_list`` let the bot answer the chat known under ``forms`` (jid, pn, lid)."""
