@@ -24,6 +24,7 @@ from functions.inbound.config import InboundConfig
 from functions.inbound.lidmap import LidMap
 from functions.inbound.queues import DeadLetterQueue, ReplyQueue
 from functions.inbound.retries import OutagePolicy, Visibility, delay_s, receive_count
+from functions.inbound.settings import SessionSettings
 
 logger = Logger(service="wa-relay")
 
@@ -55,6 +56,7 @@ def build(config: InboundConfig) -> tuple[logic.Deps, IdempotencyConfig]:
         outage=OutagePolicy(budget_s=config.outage_budget_s, base_s=config.retry_base_s, max_s=config.retry_max_s),
         typing_indicator=config.typing_indicator,
         read_receipts=config.read_receipts,
+        settings=SessionSettings(dynamodb, config.settings_table),
     )
     return deps, idempotency
 

@@ -6,6 +6,12 @@ Decisions written down here:
   reactions and other content-free kinds (poll votes, pins, keep-in-chat, key distribution), messages without content,
   and groups unless ``FORWARD_GROUPS`` is on. ``upsert_type`` is not filtered: an ``append`` from a contact (e.g.
   delivered while the connector was offline) still deserves an answer.
+- Each session's settings (``settings.py``, cached 30 s) come next, still before the idempotency record, and only for
+  an event no rule above skipped (those need no read): ``chats`` (allowlist/denylist, matched on the chat's jid, phone
+  number and LID, so a contact listed in one form is found in the other), ``groups`` (overrides ``FORWARD_GROUPS``),
+  ``max_message_age_s`` (overrides ``MAX_MESSAGE_AGE_S``, also for a late answer) and ``chatbot_url`` (overrides
+  ``CHATBOT_URL``; the secret stays the deployment's). A group is decided by its own jid in the list, not by who
+  wrote in it.
 - ``relay`` runs at most once per ``event_id`` within ``DEDUP_TTL_S`` (Powertools idempotency, key prefix
   ``wa-inbound``): a redelivery after success returns the stored outcome without calling the bot; an exception
   releases the record, so the retry runs again (replies keep their dedup ids, so SQS drops copies within 5 minutes).
@@ -35,7 +41,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
@@ -50,6 +56,7 @@ from pydantic import ValidationError
 
 from connector.contracts import (
     REDRIVE_ATTRIBUTE,
+    BotSettings,
     ChatbotRequest,
     ChatRef,
     InboundEnvelope,
@@ -70,6 +77,7 @@ from functions.inbound.lidmap import LidMap
 from functions.inbound.models import describe_invalid, parse_body
 from functions.inbound.queues import MALFORMED, DeadLetterQueue, ReplyQueue
 from functions.inbound.retries import OutagePolicy, Visibility, exhausted, reason_of, receive_count
+from functions.inbound.settings import DEFAULTS, SessionSettings
 
 logger = Logger(service="wa-relay", child=True)
 
@@ -121,6 +129,17 @@ class Deps:
     answer comes after an outage. 0: no limit."""
     visibility: Visibility | None = None
     """Delays a failed chat's retry (``retries.py``); ``None``: the queue's visibility timeout does."""
+    settings: SessionSettings | None = None
+    """Per-session settings; ``None``: every session has the defaults (the deployment's behaviour)."""
+
+    def for_session(self, settings: BotSettings) -> Deps:
+        """These deps with what ``settings`` override: groups, maximum age and the chatbot's URL."""
+        return replace(
+            self,
+            forward_groups=self.forward_groups if settings.groups is None else settings.groups == "on",
+            max_age_s=self.max_age_s if settings.max_message_age_s is None else float(settings.max_message_age_s),
+            chatbot=self.chatbot if settings.chatbot_url is None else self.chatbot.at(settings.chatbot_url),
+        )
 
 
 def idempotent_relay(config: IdempotencyConfig, persistence: BasePersistenceLayer) -> RelayOnce:
@@ -200,13 +219,27 @@ def reject_malformed(record: SQSRecord, reason: str, deps: Deps) -> None:
 def handle(
     envelope: InboundEnvelope, deps: Deps, *, deadline: float, redelivered: bool = False
 ) -> dict[str, Any] | None:
-    reason = skip_reason(envelope, forward_groups=deps.forward_groups)
+    # Groups are decided below, with the session's settings: nothing else here needs them (nor their read).
+    reason = skip_reason(envelope, forward_groups=True)
+    if not reason:
+        settings = deps.settings.get(envelope.session_id) if deps.settings is not None else DEFAULTS
+        deps = deps.for_session(settings)
+        reason = settings_reason(envelope, settings, forward_groups=deps.forward_groups)
     if not reason and (reason := stale(envelope, deps.max_age_s)):
         metrics.stale_skipped()
     if reason:
         logger.info("event skipped", extra={"reason": reason, "message_type": envelope.message.type})
         return None
     return deps.relay_once(envelope=envelope, deps=deps, deadline=deadline, redelivered=redelivered)
+
+
+def settings_reason(envelope: InboundEnvelope, settings: BotSettings, *, forward_groups: bool) -> str | None:
+    """Why the session's settings (``forward_groups``: theirs or the deployment's) keep the bot out of this chat."""
+    if (envelope.chat.is_group or envelope.chat.jid.endswith("@g.us")) and not forward_groups:
+        return "group (groups are off for this session)" if settings.groups else "group (FORWARD_GROUPS is off)"
+    if not settings.answers_chat(envelope.chat.jid, envelope.chat.pn, envelope.chat.lid):
+        return f"chat not answered ({settings.chats})"
+    return None
 
 
 def stale(envelope: InboundEnvelope, max_age_s: float) -> str | None:
