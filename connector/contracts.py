@@ -57,6 +57,9 @@ class MessageRef(Contract):
     text: str | None = None
     timestamp: int
     quoted: QuotedRef | None = None
+    mentions: list[str] = Field(default_factory=list)
+    """Bare jids the message @-mentions (Baileys' ``contextInfo.mentionedJid``, phone-number or LID form as the
+    sender's client wrote them): how a group message addresses the account, for the ``mentioned`` groups setting."""
 
 
 class RawKey(Contract):
@@ -290,7 +293,7 @@ ChatbotUrl = Annotated[str, Field(pattern=SETTINGS_CHATBOT_URL_PATTERN, max_leng
 MaxMessageAge = Annotated[int, Field(ge=0, le=SETTINGS_MAX_AGE_S_MAX, strict=True)]
 """Strict: the API must not take ``"60"`` or ``true`` for a number its document says is an integer."""
 ChatsMode = Literal["all", "allowlist", "denylist"]
-GroupsMode = Literal["off", "on"]
+GroupsMode = Literal["off", "on", "mentioned"]
 
 
 class BotSettings(BaseModel):
@@ -316,6 +319,16 @@ class BotSettings(BaseModel):
     @classmethod
     def _normalise_list(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(normalise_chat(c) for c in value))
+
+    def answers_group(self, forward_groups: bool, mentions: list[str], me: Account) -> bool:
+        """Whether a group message is answered: ``groups`` (``forward_groups`` when unset), and for ``mentioned`` only
+        if it mentions the account in either of its forms."""
+        if self.groups is None:
+            return forward_groups
+        if self.groups == "mentioned":
+            mine = {f"{jid_user(j)}@{j.split('@', 1)[1]}" for j in (me.pn, me.lid) if j and "@" in j}
+            return any(f"{jid_user(j)}@{j.split('@', 1)[1]}" in mine for j in mentions if "@" in j)
+        return self.groups == "on"
 
     def answers_chat(self, *forms: str | None) -> bool:
         """Whether ``chats``/``chat_list`` let the bot answer the chat known under ``forms`` (jid, pn, lid)."""

@@ -77,7 +77,11 @@ class SettingsPatch(Body):
         description="Jids or phone numbers (stored normalised); a contact matches in its phone-number and LID form",
         examples=[["+1 555 777 0001", "123456789012345@lid"]],
     )
-    groups: GroupsMode | None = Field(None, description="Answer in groups; null: the deployment's FORWARD_GROUPS")
+    groups: GroupsMode | None = Field(
+        None,
+        description="Answer in groups: off, on, or only when a message mentions the account; null: the "
+        "deployment's FORWARD_GROUPS",
+    )
     max_message_age_s: MaxMessageAge | None = Field(
         None, description="Older messages are not answered (0: no limit); null: the deployment's MAX_MESSAGE_AGE_S"
     )

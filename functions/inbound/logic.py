@@ -8,7 +8,8 @@ Decisions written down here:
   delivered while the connector was offline) still deserves an answer.
 - Each session's settings (``settings.py``, cached 30 s) come next, still before the idempotency record, and only for
   an event no rule above skipped (those need no read): ``chats`` (allowlist/denylist, matched on the chat's jid, phone
-  number and LID, so a contact listed in one form is found in the other), ``groups`` (overrides ``FORWARD_GROUPS``),
+  number and LID, so a contact listed in one form is found in the other), ``groups`` (overrides ``FORWARD_GROUPS``;
+  ``mentioned``: only group messages that @-mention the account, by its phone number or LID),
   ``max_message_age_s`` (overrides ``MAX_MESSAGE_AGE_S``, also for a late answer) and ``chatbot_url`` (overrides
   ``CHATBOT_URL``; the secret stays the deployment's). A group is decided by its own jid in the list, not by who
   wrote in it.
@@ -136,7 +137,7 @@ class Deps:
         """These deps with what ``settings`` override: groups, maximum age and the chatbot's URL."""
         return replace(
             self,
-            forward_groups=self.forward_groups if settings.groups is None else settings.groups == "on",
+            forward_groups=self.forward_groups if settings.groups is None else settings.groups != "off",
             max_age_s=self.max_age_s if settings.max_message_age_s is None else float(settings.max_message_age_s),
             chatbot=self.chatbot if settings.chatbot_url is None else self.chatbot.at(settings.chatbot_url),
         )
@@ -235,8 +236,11 @@ def handle(
 
 def settings_reason(envelope: InboundEnvelope, settings: BotSettings, *, forward_groups: bool) -> str | None:
     """Why the session's settings (``forward_groups``: theirs or the deployment's) keep the bot out of this chat."""
-    if (envelope.chat.is_group or envelope.chat.jid.endswith("@g.us")) and not forward_groups:
-        return "group (groups are off for this session)" if settings.groups else "group (FORWARD_GROUPS is off)"
+    if envelope.chat.is_group or envelope.chat.jid.endswith("@g.us"):
+        if settings.groups is None and not forward_groups:
+            return "group (FORWARD_GROUPS is off)"
+        if not settings.answers_group(forward_groups, envelope.message.mentions, envelope.me):
+            return f"group (groups: {settings.groups})"
     if not settings.answers_chat(envelope.chat.jid, envelope.chat.pn, envelope.chat.lid):
         return f"chat not answered ({settings.chats})"
     return None

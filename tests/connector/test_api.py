@@ -324,7 +324,7 @@ async def test_settings_of_an_unknown_session_are_404(client: TestClient[Any, An
         {"chat_list": ["not a chat"]},
         {"chat_list": "15557770001"},
         {"chat_list": ["1@newsletter"]},
-        {"groups": "mentioned"},
+        {"groups": "sometimes"},
         {"max_message_age_s": -1},
         {"max_message_age_s": "60"},
         {"max_message_age_s": True},

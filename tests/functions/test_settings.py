@@ -94,6 +94,27 @@ def test_groups_setting_overrides_forward_groups(
     assert len(chatbot.calls_for(envelope.event_id)) == int(answered)
 
 
+@pytest.mark.parametrize(
+    ("mentions", "answered"),
+    [
+        ([], False),
+        (["15559990000@s.whatsapp.net"], False),
+        (["99990001111@lid"], True),  # the account by its LID
+        (["15550001111:7@s.whatsapp.net"], True),  # or by its phone number, device and all
+    ],
+)
+def test_groups_mentioned_answers_only_messages_that_mention_the_account(
+    wire: Wire, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext, mentions: list[str], answered: bool
+) -> None:
+    handler = wire()
+    sid = session()
+    put_settings(aws, sid, groups="mentioned")
+    me = {"pn": "15550001111@s.whatsapp.net", "lid": "99990001111@lid"}
+    envelope = fresh(golden("lid"), session_id=sid, me=me, **{**GROUP, "message.mentions": mentions})
+    assert run(handler, lambda_context, envelope) == OK
+    assert len(chatbot.calls_for(envelope.event_id)) == int(answered)
+
+
 def test_a_group_is_listed_by_its_own_jid(
     wire: Wire, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
 ) -> None:
