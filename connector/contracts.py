@@ -292,6 +292,7 @@ ChatName = Annotated[str, Field(pattern=SETTINGS_CHAT_PATTERN, max_length=128)]
 ChatbotUrl = Annotated[str, Field(pattern=SETTINGS_CHATBOT_URL_PATTERN, max_length=2048)]
 MaxMessageAge = Annotated[int, Field(ge=0, le=SETTINGS_MAX_AGE_S_MAX, strict=True)]
 """Strict: the API must not take ``"60"`` or ``true`` for a number its document says is an integer."""
+RateLimit = Annotated[int, Field(ge=1, le=100_000, strict=True)]
 ChatsMode = Literal["all", "allowlist", "denylist"]
 GroupsMode = Literal["off", "on", "mentioned"]
 
@@ -314,6 +315,12 @@ class BotSettings(BaseModel):
     max_message_age_s: MaxMessageAge | None = None
     """Messages older than this are not answered; 0: no limit."""
     chatbot_url: ChatbotUrl | None = None
+    rate_chat_per_minute: RateLimit | None = None
+    """At most this many messages of one chat are answered per minute (the rest are not sent to the bot); ``None``:
+    no limit. The same for an hour, and for all the session's chats together."""
+    rate_chat_per_hour: RateLimit | None = None
+    rate_session_per_minute: RateLimit | None = None
+    rate_session_per_hour: RateLimit | None = None
 
     @field_validator("chat_list")
     @classmethod

@@ -9,7 +9,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
-from connector.contracts import SETTINGS_CHAT_LIST_MAX, ChatbotUrl, ChatName, ChatsMode, GroupsMode, MaxMessageAge
+from connector.contracts import (
+    SETTINGS_CHAT_LIST_MAX,
+    ChatbotUrl,
+    ChatName,
+    ChatsMode,
+    GroupsMode,
+    MaxMessageAge,
+    RateLimit,
+)
 from connector.session import Session, SessionState
 from connector.sidecar.types import SESSION_ID_PATTERN
 from connector.stale import STALE_GUIDANCE
@@ -88,6 +96,16 @@ class SettingsPatch(Body):
     chatbot_url: ChatbotUrl | None = Field(
         None, description="This session's chatbot (same secret); null: the deployment's CHATBOT_URL"
     )
+    rate_chat_per_minute: RateLimit | None = Field(
+        None,
+        description="Messages of one chat answered per minute at most (the rest are not sent to the bot); "
+        "null: no limit",
+    )
+    rate_chat_per_hour: RateLimit | None = Field(None, description="The same per hour; null: no limit")
+    rate_session_per_minute: RateLimit | None = Field(
+        None, description="Messages of all the session's chats answered per minute at most; null: no limit"
+    )
+    rate_session_per_hour: RateLimit | None = Field(None, description="The same per hour; null: no limit")
 
 
 # ---- responses ----

@@ -69,3 +69,7 @@ class DeadLetterError(InboundError):
 
 class SettingsError(InboundError):
     """A session's settings could not be read from the settings table (or are not valid settings)."""
+
+
+class RateLimitError(InboundError):
+    """The rate limit counters could not be written."""

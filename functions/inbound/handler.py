@@ -23,6 +23,7 @@ from functions.inbound.chatbot import Chatbot, RetryPolicy
 from functions.inbound.config import InboundConfig
 from functions.inbound.lidmap import LidMap
 from functions.inbound.queues import DeadLetterQueue, ReplyQueue
+from functions.inbound.ratelimit import RateLimiter
 from functions.inbound.retries import OutagePolicy, Visibility, delay_s, receive_count
 from functions.inbound.settings import SessionSettings
 
@@ -57,6 +58,7 @@ def build(config: InboundConfig) -> tuple[logic.Deps, IdempotencyConfig]:
         typing_indicator=config.typing_indicator,
         read_receipts=config.read_receipts,
         settings=SessionSettings(dynamodb, config.settings_table),
+        rate_limiter=RateLimiter(dynamodb, config.idempotency_table),
     )
     return deps, idempotency
 

@@ -13,6 +13,11 @@ Decisions written down here:
   ``max_message_age_s`` (overrides ``MAX_MESSAGE_AGE_S``, also for a late answer) and ``chatbot_url`` (overrides
   ``CHATBOT_URL``; the secret stays the deployment's). A group is decided by its own jid in the list, not by who
   wrote in it.
+- A session's rate limits (``ratelimit.py``: per chat and per session, per minute and per hour) are applied inside
+  ``relay``, right before the bot would be asked, unlike the filters above: a message over the limit completes its
+  ``event_id`` (no reply, logged and counted as ``RateLimited``), so a redelivery of it is not answered later, when
+  the window has room again, out of the blue. Only a first delivery counts: a redelivery was counted by the attempt
+  that failed (a message is counted at most once, and one whose first attempt died before counting is let through).
 - ``relay`` runs at most once per ``event_id`` within ``DEDUP_TTL_S`` (Powertools idempotency, key prefix
   ``wa-inbound``): a redelivery after success returns the stored outcome without calling the bot; an exception
   releases the record, so the retry runs again (replies keep their dedup ids, so SQS drops copies within 5 minutes).
@@ -77,6 +82,7 @@ from functions.inbound.errors import ChatbotRejected, ReplySendError
 from functions.inbound.lidmap import LidMap
 from functions.inbound.models import describe_invalid, parse_body
 from functions.inbound.queues import MALFORMED, DeadLetterQueue, ReplyQueue
+from functions.inbound.ratelimit import RateLimiter
 from functions.inbound.retries import OutagePolicy, Visibility, exhausted, reason_of, receive_count
 from functions.inbound.settings import DEFAULTS, SessionSettings
 
@@ -132,11 +138,16 @@ class Deps:
     """Delays a failed chat's retry (``retries.py``); ``None``: the queue's visibility timeout does."""
     settings: SessionSettings | None = None
     """Per-session settings; ``None``: every session has the defaults (the deployment's behaviour)."""
+    rate_limiter: RateLimiter | None = None
+    """Counts what the bot is asked per chat and session; ``None``: no limits are applied."""
+    session_settings: BotSettings = DEFAULTS
+    """The settings of the session being handled (``for_session``)."""
 
     def for_session(self, settings: BotSettings) -> Deps:
         """These deps with what ``settings`` override: groups, maximum age and the chatbot's URL."""
         return replace(
             self,
+            session_settings=settings,
             forward_groups=self.forward_groups if settings.groups is None else settings.groups != "off",
             max_age_s=self.max_age_s if settings.max_message_age_s is None else float(settings.max_message_age_s),
             chatbot=self.chatbot if settings.chatbot_url is None else self.chatbot.at(settings.chatbot_url),
@@ -295,6 +306,10 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
     if answers is not None:
         logger.info("answer of an earlier attempt reused", extra={"replies": len(answers)})
     else:
+        if not redelivered and (why := rate_limited(envelope, chat, deps)):
+            logger.info("event not answered", extra={"reason": why})
+            metrics.rate_limited()
+            return {"status": 429, "replies": 0, "rate_limited": True}
         logger.debug("asking chatbot", extra={"text": envelope.message.text, "message_type": envelope.message.type})
         typing = deps.typing_indicator and queue_typing(envelope, deps, "composing", deadline=deadline)
         try:
@@ -333,6 +348,14 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
         deps.replies.send(envelope.group_id, replies)
     logger.info("event relayed", extra={"replies": len(replies)})
     return {"status": 200 if replies else 204, "replies": len(replies)}
+
+
+def rate_limited(envelope: InboundEnvelope, chat: ChatRef, deps: Deps) -> str | None:
+    """Which of the session's rate limits is full (the message is then not counted), or ``None`` (it is counted)."""
+    if deps.rate_limiter is None:
+        return None
+    canonical = chat.jid if chat.is_group else (chat.lid or chat.jid)
+    return deps.rate_limiter.take(envelope.session_id, canonical, deps.session_settings)
 
 
 def queue_typing(

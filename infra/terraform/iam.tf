@@ -57,7 +57,8 @@ data "aws_iam_policy_document" "inbound" {
     resources = [aws_sqs_queue.outbound.arn, aws_sqs_queue.inbound_dlq.arn]
   }
 
-  # Powertools idempotency: get/put/update/delete of its records.
+  # Powertools idempotency: get/put/update/delete of its records; the stored answers (answers.py); the rate limit
+  # counters (ratelimit.py: UpdateItem inside TransactWriteItems, which is authorized per contained action).
   statement {
     sid       = "IdempotencyRecords"
     actions   = ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]

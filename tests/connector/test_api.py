@@ -285,7 +285,17 @@ def test_app_is_unstarted_application() -> None:
 # ---- bot settings ----
 
 
-DEFAULT_SETTINGS = {"chats": "all", "chat_list": [], "groups": None, "max_message_age_s": None, "chatbot_url": None}
+DEFAULT_SETTINGS = {
+    "chats": "all",
+    "chat_list": [],
+    "groups": None,
+    "max_message_age_s": None,
+    "chatbot_url": None,
+    "rate_chat_per_minute": None,
+    "rate_chat_per_hour": None,
+    "rate_session_per_minute": None,
+    "rate_session_per_hour": None,
+}
 
 
 async def test_settings_default_then_merge_patch(client: TestClient[Any, Any]) -> None:
@@ -304,9 +314,12 @@ async def test_settings_default_then_merge_patch(client: TestClient[Any, Any]) -
     }
     assert await resp.json() == expected
     # A field left out keeps its value; null resets one.
-    resp = await client.patch(url, json={"groups": None, "max_message_age_s": 600}, headers=AUTH)
-    assert await resp.json() == {**expected, "groups": None, "max_message_age_s": 600}
-    assert await (await client.get(url, headers=AUTH)).json() == {**expected, "groups": None, "max_message_age_s": 600}
+    patch = {"groups": None, "max_message_age_s": 600, "rate_chat_per_minute": 3}
+    resp = await client.patch(url, json=patch, headers=AUTH)
+    assert await resp.json() == {**expected, **patch}
+    assert await (await client.get(url, headers=AUTH)).json() == {**expected, **patch}
+    resp = await client.patch(url, json={"rate_chat_per_minute": None}, headers=AUTH)
+    assert (await resp.json())["rate_chat_per_minute"] is None
     resp = await client.patch(url, json={"chat_list": None, "chats": None, "max_message_age_s": None}, headers=AUTH)
     assert await resp.json() == {**DEFAULT_SETTINGS, "groups": None}
 
@@ -328,6 +341,8 @@ async def test_settings_of_an_unknown_session_are_404(client: TestClient[Any, An
         {"max_message_age_s": -1},
         {"max_message_age_s": "60"},
         {"max_message_age_s": True},
+        {"rate_chat_per_minute": 0},
+        {"rate_session_per_hour": 100_001},
         {"chatbot_url": "http://bot.example/chat"},
         {"chatbot_url": "https://bot.example/chat with space"},
         [1],

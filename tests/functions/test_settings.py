@@ -11,10 +11,21 @@ import pytest
 from botocore.exceptions import ClientError
 
 from connector.contracts import BotSettings, InboundEnvelope, settings_key
-from connector.resources import SETTINGS_TABLE
+from connector.resources import IDEMPOTENCY_TABLE, SETTINGS_TABLE
 from functions.inbound.errors import SettingsError
+from functions.inbound.ratelimit import RateLimiter
 from functions.inbound.settings import DEFAULTS, SessionSettings
-from tests.functions.conftest import SECRET, Aws, LambdaContext, Wire, fresh, golden, sqs_event, sqs_record
+from tests.functions.conftest import (
+    SECRET,
+    Aws,
+    LambdaContext,
+    Wire,
+    counted,
+    fresh,
+    golden,
+    sqs_event,
+    sqs_record,
+)
 from tests.support.chatbot import ChatbotServer
 
 OK: dict[str, list[dict[str, str]]] = {"batchItemFailures": []}
@@ -183,3 +194,50 @@ def test_an_unreadable_settings_table_fails_the_record(aws: Aws) -> None:
     with pytest.raises(SettingsError) as raised:
         reader.get(session())
     assert isinstance(raised.value.__cause__, ClientError)
+
+
+# ---- rate limits ----
+
+
+def test_a_chat_over_its_limit_is_not_answered_and_its_event_id_is_completed(
+    wire: Wire, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler = wire()
+    sid = session()
+    put_settings(aws, sid, rate_chat_per_minute=2)
+    first, second, third = (message(sid) for _ in range(3))
+    other_chat = message(sid, **{"chat.jid": "88887770009@lid", "chat.lid": "88887770009@lid", "chat.pn": None})
+    assert run(handler, lambda_context, first, second, third, other_chat) == OK
+    answered = {c.event_id for c in chatbot.calls}
+    assert answered == {first.event_id, second.event_id, other_chat.event_id}
+    # The refused one is done: a redelivery of it is not answered later, once the window has room.
+    assert aws.idempotency_item(third.event_id)["status"]["S"] == "COMPLETED"
+    assert counted(capsys.readouterr().out, "RateLimited") == 1
+
+
+def test_the_session_limit_counts_every_chat(
+    wire: Wire, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    handler = wire()
+    sid = session()
+    put_settings(aws, sid, rate_session_per_hour=1, rate_chat_per_minute=5)
+    first = message(sid)
+    other_chat = message(sid, **{"chat.jid": "88887770009@lid", "chat.lid": "88887770009@lid", "chat.pn": None})
+    assert run(handler, lambda_context, first) == OK
+    assert run(handler, lambda_context, other_chat) == OK
+    assert [c.event_id for c in chatbot.calls] == [first.event_id]
+
+
+def test_a_full_limit_counts_nothing_and_windows_roll_over(aws: Aws) -> None:
+    now = [1_000_020.0]  # a minute starts; 47 min into its hour, so the hour lasts the whole test
+    limiter = RateLimiter(aws.dynamodb, IDEMPOTENCY_TABLE.default_name, clock=lambda: now[0])
+    sid = session()
+    settings = BotSettings(rate_chat_per_minute=1, rate_chat_per_hour=2)
+    assert limiter.take(sid, LID, settings) is None
+    assert limiter.take(sid, LID, settings) == "rate limit: 1 per minute and chat"
+    now[0] += 60
+    assert limiter.take(sid, LID, settings) is None, "the refused message did not use up the hour's second slot"
+    now[0] += 60
+    assert limiter.take(sid, LID, settings) == "rate limit: 2 per hour and chat"
+    assert limiter.take(sid, "88887770009@lid", settings) is None, "another chat has its own counters"
+    assert limiter.take(sid, LID, BotSettings()) is None, "no limits: nothing to count"
