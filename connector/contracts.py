@@ -196,6 +196,16 @@ class ChatbotResponse(Contract):
     replies: list[ChatbotReply] = Field(default_factory=list, max_length=20)
 
 
+class LateAnswer(Contract):
+    """What a bot that answered ``202`` posts later to the late-answer URL (``functions/late``), signed like the
+    relay's own requests: the replies to ``event_id``, sent like an immediate answer's (same chat, quoting and
+    grouping)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    event_id: str = Field(min_length=1, max_length=128)
+    replies: list[ChatbotReply] = Field(max_length=20)
+
+
 # ---- ids --------------------------------------------------------------------------------------------------------
 
 

@@ -2,7 +2,8 @@
 
 - Signature: ``X-Relay-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`` over the exact bytes sent,
   computed afresh for every attempt (a retry after a long ``Retry-After`` still carries a current ``t``).
-- 200 (and 201) → the replies of the ``ChatbotResponse`` body; 202 and 204 → no reply.
+- 200 (and 201) → the replies of the ``ChatbotResponse`` body; 204 → no reply; 202 → ``LATER``: no reply now, the
+  bot posts its answer later to the late-answer function (``functions/late``).
 - 408, 429, 5xx and failures to connect are retried (tenacity): exponential backoff with jitter, or exactly the
   server's ``Retry-After`` (seconds or an HTTP date). Attempts stop at ``max_attempts`` or when the next attempt
   would not finish before ``deadline``; then ``ChatbotUnavailable`` propagates and the record is retried later.
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from enum import Enum
 
 import urllib3
 from aws_lambda_powertools import Logger
@@ -46,7 +48,14 @@ RESPONSE_MAX_BYTES = 2 * 1024 * 1024
 """A larger answer is invalid (20 replies of 64 Ki characters fit well below it)."""
 MIN_ATTEMPT_S = 0.5
 """An attempt is not started with less time than this left before the deadline."""
-NO_REPLY = frozenset({202, 204})
+
+
+class Deferred(Enum):
+    LATER = "later"
+
+
+LATER = Deferred.LATER
+"""What ``ask`` returns for a ``202``: the bot will answer later, through the late-answer function."""
 RETRYABLE = frozenset({408, 429})
 
 http = urllib3.PoolManager(num_pools=2, maxsize=10, retries=False)
@@ -117,7 +126,7 @@ class Chatbot:
             url, self._secret, timeout_s=self.timeout_s, retry=self.retry, pool=self._pool, sleep=self._sleep
         )
 
-    def ask(self, request: ChatbotRequest, *, deadline: float) -> list[ChatbotReply]:
+    def ask(self, request: ChatbotRequest, *, deadline: float) -> list[ChatbotReply] | Deferred:
         """The bot's replies to ``request``; ``deadline`` is a ``time.monotonic()`` value no attempt may outlast."""
         if deadline - time.monotonic() < MIN_ATTEMPT_S:
             raise OutOfTime("no time left in this invocation to call the chatbot")
@@ -150,7 +159,7 @@ class Chatbot:
             },
         )
 
-    def _post(self, request: ChatbotRequest, deadline: float) -> list[ChatbotReply]:
+    def _post(self, request: ChatbotRequest, deadline: float) -> list[ChatbotReply] | Deferred:
         body = request.model_dump_json().encode()
         headers = {
             "Content-Type": "application/json",
@@ -197,7 +206,9 @@ class Chatbot:
             except ValidationError as e:
                 kinds = sorted({err["type"] for err in e.errors(include_input=False, include_url=False)})
                 raise ChatbotInvalidResponse(f"invalid response body ({', '.join(kinds)})", status=status) from None
-        if status in NO_REPLY:
+        if status == 202:
+            return LATER
+        if status == 204:
             return []
         if status in RETRYABLE or status >= 500:
             raise ChatbotUnavailable(

@@ -26,6 +26,7 @@ from functions.inbound.queues import DeadLetterQueue, ReplyQueue
 from functions.inbound.ratelimit import RateLimiter
 from functions.inbound.retries import OutagePolicy, Visibility, delay_s, receive_count
 from functions.inbound.settings import SessionSettings
+from functions.late.pending import PendingAnswers
 
 logger = Logger(service="wa-relay")
 
@@ -59,6 +60,7 @@ def build(config: InboundConfig) -> tuple[logic.Deps, IdempotencyConfig]:
         read_receipts=config.read_receipts,
         settings=SessionSettings(dynamodb, config.settings_table),
         rate_limiter=RateLimiter(dynamodb, config.idempotency_table),
+        pending=PendingAnswers(dynamodb, config.idempotency_table, ttl_s=config.dedup_ttl_s),
     )
     return deps, idempotency
 

@@ -35,6 +35,9 @@ Decisions written down here:
 - Permanent rejections are counted (``metrics``, EMF).
 - Replies are addressed to ``chat.jid`` exactly as received and grouped like the inbound chat
   (``envelope.group_id``, the group the publisher used).
+- A ``202`` (the bot answers later) is recorded for the late-answer function (``functions/late/pending.py``: the
+  chat, group and message key its replies need) before the record completes; if that write fails the record
+  fails, since without it the late answer could never be sent.
 - Right before the chatbot is asked (so never for a skipped event, a deduplicated redelivery or an answer reused
   from an earlier attempt), a typing message goes to the chat's group on ``outbound.fifo`` (``TYPING_INDICATOR``),
   ahead of the replies, bounded by the time this invocation waits for the bot; an answer without replies (204,
@@ -77,7 +80,7 @@ from connector.contracts import (
 from connector.resources import INBOUND_RESERVE_S
 from functions.inbound import metrics
 from functions.inbound.answers import AnswerStore
-from functions.inbound.chatbot import Chatbot
+from functions.inbound.chatbot import LATER, Chatbot
 from functions.inbound.errors import ChatbotRejected, ReplySendError
 from functions.inbound.lidmap import LidMap
 from functions.inbound.models import describe_invalid, parse_body
@@ -85,6 +88,7 @@ from functions.inbound.queues import MALFORMED, DeadLetterQueue, ReplyQueue
 from functions.inbound.ratelimit import RateLimiter
 from functions.inbound.retries import OutagePolicy, Visibility, exhausted, reason_of, receive_count
 from functions.inbound.settings import DEFAULTS, SessionSettings
+from functions.late.pending import PendingAnswers
 
 logger = Logger(service="wa-relay", child=True)
 
@@ -152,6 +156,9 @@ class Deps:
             max_age_s=self.max_age_s if settings.max_message_age_s is None else float(settings.max_message_age_s),
             chatbot=self.chatbot if settings.chatbot_url is None else self.chatbot.at(settings.chatbot_url),
         )
+
+    pending: PendingAnswers | None = None
+    """Where a ``202`` is recorded for the late-answer function; ``None``: a late answer cannot be taken."""
 
 
 def idempotent_relay(config: IdempotencyConfig, persistence: BasePersistenceLayer) -> RelayOnce:
@@ -313,7 +320,7 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
         logger.debug("asking chatbot", extra={"text": envelope.message.text, "message_type": envelope.message.type})
         typing = deps.typing_indicator and queue_typing(envelope, deps, "composing", deadline=deadline)
         try:
-            answers = deps.chatbot.ask(request, deadline=deadline)
+            answer = deps.chatbot.ask(request, deadline=deadline)
         except ChatbotRejected as e:
             # Deliberately completes the record: asking again would be rejected again (DESIGN section 6).
             logger.error(PERMANENT_FAILURE, extra={"status": e.status, "event_id": envelope.event_id, "error": str(e)})
@@ -321,6 +328,13 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
             if typing:
                 queue_typing(envelope, deps, "paused", deadline=deadline)
             return {"status": e.status, "replies": 0, "rejected": True}
+        if answer is LATER:
+            expect_late(envelope, deps)
+            if typing:
+                queue_typing(envelope, deps, "paused", deadline=deadline)
+            logger.info("chatbot answers later")
+            return {"status": 202, "replies": 0}
+        answers = answer
         if answers:
             deps.answers.put(envelope.event_id, answers)
         elif typing:
@@ -356,6 +370,14 @@ def rate_limited(envelope: InboundEnvelope, chat: ChatRef, deps: Deps) -> str | 
         return None
     canonical = chat.jid if chat.is_group else (chat.lid or chat.jid)
     return deps.rate_limiter.take(envelope.session_id, canonical, deps.session_settings)
+
+
+def expect_late(envelope: InboundEnvelope, deps: Deps) -> None:
+    """Record what the bot's late answer to ``envelope`` needs (raises when it cannot be recorded)."""
+    if deps.pending is None:
+        logger.warning("chatbot answered 202, but no late-answer path is configured: its answer cannot be sent")
+        return
+    deps.pending.expect(envelope, mark_read=deps.read_receipts, max_age_s=deps.max_age_s)
 
 
 def queue_typing(

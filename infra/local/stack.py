@@ -8,7 +8,10 @@ Starts, on 127.0.0.1 and in this order (``stop()`` tears down in reverse):
 2. The tables and queues of ``connector.resources`` (idempotent).
 3. The demo chatbot (``infra.local.chatbot``), unless ``CHATBOT_URL`` points at another one.
 4. The local event source mapping (``infra.local.runner``) for ``inbound.fifo``, calling
-   ``functions.inbound.handler.lambda_handler`` in this process.
+   ``functions.inbound.handler.lambda_handler`` in this process, and the late-answer function's Function URL
+   (``infra.local.late``, ``functions.late.handler.lambda_handler`` in this process) on ``LATE_ANSWER_PORT`` (a free
+   port by default): where a bot that answered ``202`` posts its answer. The demo chatbot gets its URL as
+   ``LATE_ANSWER_URL``.
 5. The connector, ``python -m connector``, as a child process whose output is relayed here.
 
 Decisions:
@@ -57,6 +60,7 @@ from connector.resources import (
     create_tables,
 )
 from infra.local.emulators import ROOT, DynamoDBLocal, MotoServer, free_port, wait_http
+from infra.local.late import LateAnswerServer
 from infra.local.runner import EventSourceRunner, Handler
 
 log = logging.getLogger("wa_relay.local.stack")
@@ -67,6 +71,7 @@ DEFAULT_DEDUP_TTL_S = "86400"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 INBOUND_FUNCTION_NAME = "wa-relay-inbound"
 INBOUND_HANDLER_MODULE = "functions.inbound.handler"
+LATE_HANDLER_MODULE = "functions.late.handler"
 CONNECTOR_STOP_TIMEOUT_S = 30.0
 EXIT_CONFIG = 11
 EXIT_CHILD_FAILED = 1
@@ -180,6 +185,10 @@ class LocalStack:
         self.connector_port = 0
         self.api_url = ""
         self.runner: EventSourceRunner | None = None
+        self.late_port = 0
+        self.late_url = ""
+        """The late-answer function's URL (a bot that answered 202 POSTs its signed answer here)."""
+        self.late_server: LateAnswerServer | None = None
         self.connector: _Child | None = None
         self.chatbot: _Child | None = None
 
@@ -211,9 +220,11 @@ class LocalStack:
         self._resolve_connector_settings()
         self._start_aws()
         self._create_resources()
+        self._resolve_late_url()
         self._start_chatbot()
         if self.with_runner:
             self._start_runner()
+        self._start_late()
         if self.with_connector:
             self._start_connector()
 
@@ -286,7 +297,7 @@ class LocalStack:
             self.chatbot_url = url
             return
         port = free_port()
-        env = {**self.environ, "CHATBOT_SECRET": self.chatbot_secret}
+        env = {**self.environ, "CHATBOT_SECRET": self.chatbot_secret, "LATE_ANSWER_URL": self.late_url}
         args = [sys.executable, "-m", "infra.local.chatbot", "--port", str(port)]
         self.chatbot = _Child("chatbot", args, env, self.output, self._lock)
         self._exit.callback(self.chatbot.stop)
@@ -331,11 +342,7 @@ class LocalStack:
         os.environ.update(values)
 
     def _load_inbound_handler(self) -> Handler:
-        if INBOUND_HANDLER_MODULE in sys.modules:
-            module = importlib.reload(sys.modules[INBOUND_HANDLER_MODULE])
-        else:
-            module = importlib.import_module(INBOUND_HANDLER_MODULE)
-        return cast(Handler, module.lambda_handler)
+        return _load_handler(INBOUND_HANDLER_MODULE)
 
     def _start_runner(self) -> None:
         self._set_process_env(self.function_env())
@@ -346,6 +353,25 @@ class LocalStack:
         )  # fmt: skip
         self.runner.start()
         self._exit.callback(self.runner.stop)
+
+    # ---- the late-answer function ----
+
+    def _resolve_late_url(self) -> None:
+        """Before the chatbot starts: the demo bot needs the URL it will post to."""
+        port = self._get("LATE_ANSWER_PORT") or "0"
+        try:
+            self.late_port = int(port) or free_port()
+        except ValueError:
+            raise ConfigError(f"LATE_ANSWER_PORT: not a port number: {port!r}") from None
+        self.late_url = f"http://127.0.0.1:{self.late_port}/"
+
+    def _start_late(self) -> None:
+        """The late-answer function reads the inbound function's variables it shares (secret, table, queue)."""
+        if not self.with_runner:
+            self._set_process_env(self.function_env())
+        self.late_server = LateAnswerServer(_load_handler(LATE_HANDLER_MODULE), port=self.late_port)
+        self.late_server.start()
+        self._exit.callback(self.late_server.stop)
 
     # ---- the connector ----
 
@@ -412,6 +438,7 @@ class LocalStack:
             lines.append(f"  Chatbot    {self.chatbot_url} (CHATBOT_URL)")
         if self.with_runner:
             lines.append(f"  Function   {INBOUND_HANDLER_MODULE} in process, fed from inbound.fifo")
+        lines.append(f"  Late URL   {self.late_url} (a bot that answered 202 POSTs its signed answer here)")
         wa = self._get("WA_WEBSOCKET_URL")
         lines.append(f"  WhatsApp   {wa + ' (WA_WEBSOCKET_URL)' if wa else 'the real WhatsApp servers'}")
         if self.aws_endpoint_url:
@@ -433,6 +460,15 @@ class LocalStack:
         lines.append(f"  DLQs       {where} SPOOL_DIR={spool} .venv/bin/wa-relay-dlq list")
         lines += ["", "  Ctrl-C stops everything (the connector first).", ""]
         return "\n".join(lines)
+
+
+def _load_handler(module_name: str) -> Handler:
+    """The handler of ``module_name``, imported afresh: its configuration is read at import, from ``os.environ``."""
+    if module_name in sys.modules:
+        module = importlib.reload(sys.modules[module_name])
+    else:
+        module = importlib.import_module(module_name)
+    return cast(Handler, module.lambda_handler)
 
 
 def _existing_queues(sqs: Any) -> dict[str, str] | None:

@@ -55,6 +55,23 @@ resource "aws_cloudwatch_metric_alarm" "inbound_errors" {
   ok_actions          = local.alarm_actions
 }
 
+# Crashes, timeouts and configuration errors of the late-answer function (its 4xx answers to a bot are not errors).
+resource "aws_cloudwatch_metric_alarm" "late_errors" {
+  alarm_name          = "${var.name_prefix}-late-function-errors"
+  alarm_description   = "The late-answer function failed (crash, timeout or configuration); see ${local.late_log_group_name}."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = aws_lambda_function.late.function_name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
 # Connector health, part 1: is a task running? A task that fails its health check is replaced, and one that cannot
 # start (bad image, missing secret) leaves the count at 0. Missing data means no task reported: breaching.
 resource "aws_cloudwatch_metric_alarm" "connector_running" {

@@ -112,6 +112,66 @@ resource "aws_iam_role_policy" "inbound" {
 }
 
 ################################################################################
+# Late-answer function
+################################################################################
+
+resource "aws_iam_role" "late" {
+  name               = "${local.late_function_name}-function"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "late" {
+  # Only its own items of the idempotency table: wa-late#<event_id> (functions/late/pending.py), read and claimed.
+  # DynamoDB scopes item access by partition-key value with dynamodb:LeadingKeys, the narrowest Terraform can say.
+  statement {
+    sid       = "PendingLateAnswers"
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.idempotency.arn]
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["wa-late#*"]
+    }
+  }
+
+  # The replies (SendMessageBatch is authorized as sqs:SendMessage).
+  statement {
+    sid       = "SendReplies"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.outbound.arn]
+  }
+
+  statement {
+    sid       = "ReadChatbotSecret"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.chatbot_secret.arn]
+  }
+
+  statement {
+    sid       = "UseKeyViaServices"
+    actions   = local.kms_data_actions
+    resources = [aws_kms_key.this.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = [local.kms_via.sqs, local.kms_via.dynamodb, local.kms_via.secretsmanager, local.kms_via.lambda]
+    }
+  }
+
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.late.arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "late" {
+  name   = "late"
+  role   = aws_iam_role.late.id
+  policy = data.aws_iam_policy_document.late.json
+}
+
+################################################################################
 # Connector: task execution role (ECS agent: pull the image, write logs, inject the API key)
 ################################################################################
 

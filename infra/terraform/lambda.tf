@@ -95,3 +95,85 @@ resource "aws_lambda_event_source_mapping" "inbound" {
     }
   }
 }
+
+# The late-answer function: a chatbot that answered 202 POSTs its replies here (functions/late), signed with the
+# chatbot secret; they go to outbound.fifo like an immediate answer's.
+
+locals {
+  # Every variable LateConfig.from_env reads (tests/infra derives the list from the code).
+  late_environment = {
+    CHATBOT_SECRET_ARN             = aws_secretsmanager_secret.chatbot_secret.arn
+    (local.queues.outbound.env)    = aws_sqs_queue.outbound.url
+    (local.tables.idempotency.env) = aws_dynamodb_table.idempotency.name
+    POWERTOOLS_SERVICE_NAME        = "wa-relay"
+  }
+}
+
+resource "aws_lambda_function" "late" {
+  #checkov:skip=CKV_AWS_116:Invoked synchronously through its Function URL: the bot gets the error and posts again; a DLQ only serves asynchronous invocations.
+  #checkov:skip=CKV_AWS_117:The function calls only AWS APIs; a VPC would add NAT or endpoints and cold-start cost for no isolation gain.
+  #checkov:skip=CKV_AWS_115:Reserved concurrency would take from the account pool and fails on new accounts whose limit is 10; a bot posts one answer per 202.
+  #checkov:skip=CKV_AWS_272:The zip is built by `make package` in CI and deployed by Terraform; no AWS Signer profile is part of this stack.
+  #checkov:skip=CKV_AWS_50:X-Ray tracing needs xray:PutTraceSegments with Resource "*", which the no-wildcard IAM rule forbids; logs carry the event ids instead.
+  function_name = local.late_function_name
+  description   = "wa-relay late answers: signed POST from the chatbot -> replies"
+  role          = aws_iam_role.late.arn
+
+  # The inbound function's zip: it holds both handlers (infra/package.py).
+  filename         = local.inbound_package_path
+  source_code_hash = filebase64sha256(local.inbound_package_path)
+  handler          = "functions.late.handler.lambda_handler"
+  runtime          = "python3.11"
+  architectures    = ["arm64"]
+
+  # A 2 s wait for a post that overtakes the 202 (functions/late/logic.py), then three short AWS calls.
+  timeout     = local.late_function_timeout
+  memory_size = 256
+
+  kms_key_arn = aws_kms_key.this.arn
+
+  environment {
+    variables = local.late_environment
+  }
+
+  logging_config {
+    log_format            = "JSON"
+    log_group             = aws_cloudwatch_log_group.late.name
+    application_log_level = "INFO"
+    system_log_level      = "WARN"
+  }
+
+  tracing_config {
+    mode = "PassThrough"
+  }
+
+  depends_on = [aws_iam_role_policy.late]
+}
+
+resource "aws_lambda_function_url" "late" {
+  #checkov:skip=CKV_AWS_258:The HMAC signature is the authentication (X-Relay-Signature with the chatbot secret, 5 minutes of tolerance, checked before anything is read); the chatbot is any HTTPS client and holds no AWS credentials for AWS_IAM.
+  function_name      = aws_lambda_function.late.function_name
+  authorization_type = "NONE"
+}
+
+# A Function URL with authorization NONE is invoked by anyone: both permissions below are what AWS requires for it
+# (lambda:InvokeFunctionUrl, and since October 2025 lambda:InvokeFunction too). The second cannot be limited to
+# calls through the URL with hashicorp/aws 5.x (the lambda:InvokedViaFunctionUrl condition needs 6.x's
+# invoked_via_function_url): a direct Invoke is then possible as well, and meets the same signature check.
+resource "aws_lambda_permission" "late_url" {
+  #checkov:skip=CKV_AWS_301:Public by design: a Function URL with authorization NONE whose every request must carry a valid HMAC signature; see the comment above.
+  statement_id           = "FunctionURLAllowPublicAccess"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.late.function_name
+  principal              = "*"
+  function_url_auth_type = "NONE"
+}
+
+resource "aws_lambda_permission" "late_invoke" {
+  #checkov:skip=CKV_AWS_364:Public by design, like its Function URL: every request must carry a valid HMAC signature; see the comment above.
+  #checkov:skip=CKV_AWS_301:Public by design, like its Function URL: every request must carry a valid HMAC signature; see the comment above.
+  statement_id  = "FunctionURLInvokeAllowPublicAccess"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.late.function_name
+  principal     = "*"
+}

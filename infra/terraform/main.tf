@@ -11,6 +11,9 @@ locals {
   inbound_function_timeout = local.resources.inbound_function_timeout_s
   inbound_reserve_s        = local.resources.inbound_reserve_s
   inbound_package_path     = coalesce(var.inbound_package_path, "${path.module}/../../dist/lambda/inbound.zip")
+  # The late-answer function ships in the inbound function's zip (infra/package.py), with its own handler.
+  late_function_name    = "${var.name_prefix}-late"
+  late_function_timeout = 15
 
   connector_name      = "${var.name_prefix}-connector"
   connector_container = "connector"
@@ -29,8 +32,9 @@ locals {
   # log groups themselves depend on the key.
   connector_log_group_name = "/ecs/${local.connector_name}"
   inbound_log_group_name   = "/aws/lambda/${local.inbound_function_name}"
+  late_log_group_name      = "/aws/lambda/${local.late_function_name}"
   log_group_arns = [
-    for name in [local.connector_log_group_name, local.inbound_log_group_name] :
+    for name in [local.connector_log_group_name, local.inbound_log_group_name, local.late_log_group_name] :
     "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${name}"
   ]
 }

@@ -38,6 +38,21 @@ output "inbound_log_group" {
   value       = try(aws_cloudwatch_log_group.inbound.name, null)
 }
 
+output "late_answer_url" {
+  description = "Where a chatbot that answered 202 POSTs its signed late answer (README: The chatbot contract)."
+  value       = try(aws_lambda_function_url.late.function_url, null)
+}
+
+output "late_function_name" {
+  description = "Name of the late-answer Lambda function."
+  value       = try(aws_lambda_function.late.function_name, null)
+}
+
+output "late_log_group" {
+  description = "CloudWatch log group of the late-answer function."
+  value       = try(aws_cloudwatch_log_group.late.name, null)
+}
+
 output "inbound_queue_url" {
   description = "URL of the inbound FIFO queue (connector -> function)."
   value       = try(aws_sqs_queue.inbound.url, null)

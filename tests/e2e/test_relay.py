@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from typing import Any
 
 import boto3
 import pytest
 
-from connector.contracts import OutboundReply, reply_id
+from connector.contracts import OutboundReply, reply_id, whatsapp_message_id
+from functions.inbound.chatbot import sign
+from functions.late.logic import LATE_INDEX_BASE
 from infra.local.stack import LocalStack
-from tests.e2e.conftest import Api, ConnectorProcess
+from tests.e2e.conftest import CHATBOT_SECRET, Api, ConnectorProcess
 from tests.support.chatbot import Answer, ChatbotServer
 from tests.support.wasim import Person, WasimClient, new_person
 
@@ -150,6 +154,42 @@ async def test_the_contact_sees_typing_while_a_slow_bot_works_then_the_reply_and
     assert states[-1] == "paused" and set(states[:-1]) == {"composing"}, states
     presence = [e for e in await wasim.events("presence", after=seq) if e["data"]["account"] == me.phone]
     assert not [e for e in presence if e["data"]["type"] == "available"], "the account is never announced online"
+
+
+async def test_a_202_bots_late_answer_reaches_the_contact_once_quoted_and_threaded(
+    api: Api, wasim: WasimClient, chatbot: ChatbotServer, stack: tuple[LocalStack, ConnectorProcess]
+) -> None:
+    local = stack[0]
+    me, hal = await linked(api, wasim, "e2e-late")
+    seq = await wasim.last_seq()
+    chatbot.script[:] = [Answer(202, body=b"")]  # "I'll get back to you"
+
+    sent = await wasim.send_text(hal, me, "answer me later", addressing="lid")
+    call = (await answered(chatbot, "answer me later"))[0]
+    event = call.body["event_id"]
+    body = json.dumps({"event_id": event, "replies": [{"text": "my considered answer", "quote": True}]}).encode()
+    # The bot posts its answer, then again (it timed out waiting for our 200, say): the same body, signed anew.
+    for _ in range(2):
+        signature = sign(CHATBOT_SECRET, body, int(time.time()))
+        headers = {"Content-Type": "application/json", "X-Relay-Signature": signature}
+        async with api.http.post(local.late_url, data=body, headers=headers) as resp:
+            assert (resp.status, await resp.json()) == (200, {"event_id": event, "replies": 1})
+
+    out = await wasim.wait_event(
+        "message.outgoing", {"account": me.phone, "text": "my considered answer"}, after=seq, timeout=60
+    )
+    assert out["data"]["stanza_to"] == hal.lid_jid, "in the chat as it was addressed"
+    assert out["data"]["id"] == whatsapp_message_id(reply_id(event, LATE_INDEX_BASE))
+    context = out["data"]["message"]["extendedTextMessage"]["contextInfo"]
+    assert context["stanzaId"] == sent["id"], "quotes the contact's message"
+    await wasim.wait_event(
+        "receipt", {"account": me.phone, "type": "read", "ids": [sent["id"]]}, after=out["seq"], timeout=30
+    )
+    await outbound_drained(local)
+    await asyncio.sleep(2)
+    outgoing = [e for e in await wasim.events("message.outgoing", after=seq) if e["data"]["account"] == me.phone]
+    assert [e["data"]["text"] for e in outgoing] == ["my considered answer"], "exactly once, and nothing else"
+    assert len(chatbot.calls_for(event)) == 1
 
 
 async def test_chatbot_errors_retry_then_one_reply_and_4xx_is_final(

@@ -27,13 +27,16 @@ HANDLER_ENV = {
 
 
 def import_handler(prelude: str, then: str = "") -> None:
-    """In a fresh interpreter of this venv, in the repo: runs ``prelude``, imports the handler module as Lambda's cold
-    start would, then runs ``then``; fails the test with the interpreter's stderr if anything raises."""
+    """In a fresh interpreter of this venv, in the repo: runs ``prelude``, imports both handler modules (the inbound
+    and the late-answer function share one zip) as Lambda's cold start would, then runs ``then``; fails the test
+    with the interpreter's stderr if anything raises."""
     script = "\n".join(
         [
             textwrap.dedent(prelude),
             "import functions.inbound.handler as handler",
             "assert callable(handler.lambda_handler)",
+            "import functions.late.handler as late",
+            "assert callable(late.lambda_handler)",
             textwrap.dedent(then),
             'print("ok")',
         ]

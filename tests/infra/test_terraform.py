@@ -18,6 +18,8 @@ import pytest
 from connector import resources
 from connector.config import Config, load_config
 from functions.inbound.config import InboundConfig
+from functions.late.config import LateConfig
+from functions.late.pending import KEY_PREFIX as LATE_KEY_PREFIX
 from tests.infra.tfmodel import (
     TERRAFORM_DIR,
     Model,
@@ -290,7 +292,7 @@ def test_iam_has_no_wildcards_beyond_the_reasoned_exceptions(model: Model) -> No
 
 def test_one_role_per_component(model: Model) -> None:
     roles = set(model.of_type("aws_iam_role"))
-    assert roles == {"inbound", "connector_execution", "connector_task"}
+    assert roles == {"inbound", "late", "connector_execution", "connector_task"}
     attached = {model.eval(b["role"]).address for b in model.of_type("aws_iam_role_policy").values()}
     assert attached == {f"aws_iam_role.{r}" for r in roles}
 
@@ -325,6 +327,9 @@ def test_outputs_the_readme_uses(model: Model) -> None:
         "connector_log_group",
         "inbound_function_name",
         "inbound_log_group",
+        "late_answer_url",
+        "late_function_name",
+        "late_log_group",
         "inbound_queue_url",
         "inbound_dlq_url",
         "outbound_queue_url",
@@ -417,3 +422,52 @@ def test_root_file_system_is_read_only_unless_ecs_exec_needs_it(exec_enabled: bo
     exec_statements = [st for st in statements(m, "connector_task") if "ssmmessages:OpenDataChannel" in st.actions]
     assert len(exec_statements) == (1 if exec_enabled else 0)
     assert_ok(check_iam(m, STAR_RESOURCE_ACTIONS))
+
+
+# ---- the late-answer function ----
+
+
+def test_late_function_is_a_function_url_authenticated_by_the_hmac(model: Model) -> None:
+    fn = model.of_type("aws_lambda_function")["late"]
+    assert model.eval(fn["handler"]) == "functions.late.handler.lambda_handler"
+    inbound = model.of_type("aws_lambda_function")["inbound"]
+    assert model.eval(fn["filename"]) == model.eval(inbound["filename"]), "one zip holds both handlers"
+    logging = Model.block(fn, "logging_config")
+    assert logging is not None and model.eval(logging["log_group"]) == Ref("aws_cloudwatch_log_group.late.name")
+    url = model.of_type("aws_lambda_function_url")["late"]
+    assert url["authorization_type"] == "NONE"
+    waived = {check for file, check, _ in checkov_waivers() if file.endswith("lambda.tf")}
+    assert "CKV_AWS_258" in waived, "authorization NONE needs its written reason (the HMAC is the auth)"
+    actions = {model.eval(p["action"]) for p in model.of_type("aws_lambda_permission").values()}
+    assert actions == {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}
+
+
+def test_late_function_reaches_only_its_own_items_the_outbound_queue_and_the_secret(model: Model) -> None:
+    found = {st.sid: st for st in statements(model, "late")}
+    dynamo = [st for st in found.values() if any(a.startswith("dynamodb:") for a in st.actions)]
+    assert [sorted(st.actions) for st in dynamo] == [["dynamodb:GetItem", "dynamodb:UpdateItem"]]
+    assert dynamo[0].resources == [Ref("aws_dynamodb_table.idempotency.arn")]
+    [condition] = dynamo[0].conditions
+    assert model.eval(condition["variable"]) == "dynamodb:LeadingKeys"
+    assert model.eval(condition["values"]) == [f"{LATE_KEY_PREFIX}#*"]
+    sqs = [st for st in found.values() if any(a.startswith("sqs:") for a in st.actions)]
+    assert [(st.actions, st.resources) for st in sqs] == [(["sqs:SendMessage"], [Ref("aws_sqs_queue.outbound.arn")])]
+
+
+def test_late_environment_covers_what_the_function_reads(model: Model) -> None:
+    fn = model.of_type("aws_lambda_function")["late"]
+    environment = Model.block(fn, "environment")
+    assert environment is not None
+    variables = model.eval(environment["variables"])
+    env = RecordingEnv({k: plausible(model, v) for k, v in variables.items()})
+    fetched: list[str] = []
+
+    def fetch_secret(arn: str) -> str:
+        fetched.append(arn)
+        return "s" * 48
+
+    config = LateConfig.from_env(env, fetch_secret=fetch_secret)
+    assert fetched == [env["CHATBOT_SECRET_ARN"]], "the same secret as the inbound function, from Secrets Manager"
+    defaults = {"CHATBOT_SECRET": "never the value in an environment variable: CHATBOT_SECRET_ARN is set instead"}
+    assert_ok(check_env("late function", env.read, set(variables), defaults))
+    assert config.idempotency_table == resources.IDEMPOTENCY_TABLE.default_name

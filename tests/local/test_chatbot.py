@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -101,3 +102,30 @@ def test_refuses_to_start_without_a_secret() -> None:
     )
     assert proc.returncode == 11
     assert b"CHATBOT_SECRET" in proc.stderr
+
+
+async def test_in_later_mode_it_answers_202_then_posts_a_signed_late_answer() -> None:
+    from aiohttp import web
+
+    posts: list[tuple[bytes, str]] = []
+    statuses = [404, 200]  # the first post overtook the 202: the bot posts the same body again
+
+    async def late(request: web.Request) -> web.Response:
+        posts.append((await request.read(), request.headers.get("X-Relay-Signature", "")))
+        return web.json_response({}, status=statuses.pop(0))
+
+    receiver = web.Application()
+    receiver.router.add_post("/", late)
+    async with TestServer(receiver) as late_server:
+        app = create_app(SECRET, later_s=0.05, late_url=str(late_server.make_url("/")))
+        async with TestClient(TestServer(app)) as client:
+            body = request({"type": "text", "text": "hi"})
+            resp = await client.post("/chat", data=body, headers={"X-Relay-Signature": sign(body)})
+            assert resp.status == 202
+            for _ in range(50):
+                if len(posts) == 2:
+                    break
+                await asyncio.sleep(0.1)
+    assert len(posts) == 2 and posts[0][0] == posts[1][0]
+    assert json.loads(posts[0][0]) == {"event_id": "e1", "replies": [{"text": "You said: hi", "quote": True}]}
+    assert all(verify_signature(SECRET, signature, raw) for raw, signature in posts)

@@ -11,6 +11,7 @@ import stat
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -193,3 +194,35 @@ def test_missing_java_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
     err = capsys.readouterr().err
     assert "Java 17" in err
     assert "Traceback" not in err
+
+
+def test_late_answer_url_serves_the_late_function_and_the_demo_bot_answers_through_it(tmp_path: Path) -> None:
+    from connector.contracts import OutboundReply, parse_outbound, reply_id
+    from functions.late.logic import LATE_INDEX_BASE
+    from tests.functions.conftest import fresh, golden
+
+    env = {"AWS_ENDPOINT_URL": "", "CHATBOT_URL": "", "CHATBOT_SECRET": "", "CHATBOT_LATER_S": "0.2"}
+    with LocalStack(tmp_path, env=env, connector=False, output=io.StringIO()) as st:
+        # the Function URL look-alike answers as the function does: a signed post for an unknown event is a 404
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            signed_post(st.late_url, st.chatbot_secret, {"event_id": "nobody", "replies": [{"text": "x"}]})
+        assert (refused.value.code, json.loads(refused.value.read())["error"]["code"]) == (404, "unknown_event")
+        # and a message for the demo bot in its "answer later" mode comes back as a late reply on outbound.fifo
+        envelope = fresh(golden("pn"))
+        sqs = boto3.client("sqs", endpoint_url=st.sqs_endpoint)
+        sqs.send_message(
+            QueueUrl=st.queue_urls["INBOUND_QUEUE_URL"],
+            MessageBody=envelope.model_dump_json(),
+            MessageGroupId=envelope.group_id,
+            MessageDeduplicationId=envelope.event_id,
+        )
+        replies: list[OutboundReply] = []
+        deadline = time.monotonic() + 30
+        while not replies and time.monotonic() < deadline:
+            got = sqs.receive_message(QueueUrl=st.queue_urls["OUTBOUND_QUEUE_URL"], WaitTimeSeconds=1,
+                                      MaxNumberOfMessages=10).get("Messages", [])  # fmt: skip
+            replies += [b for m in got if isinstance(b := parse_outbound(m["Body"]), OutboundReply)]
+        assert [(r.reply_id, r.text, r.quoted) for r in replies] == [
+            (reply_id(envelope.event_id, LATE_INDEX_BASE), "You said: hi from alice (pn)", envelope.key)
+        ]
+        assert "Late URL" in st.banner() and st.late_url in st.banner()
