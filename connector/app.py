@@ -15,7 +15,15 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from connector.api import API_KEY_KEY, MANAGER_KEY, REPLIES_KEY, add_routes, auth_middleware, error_middleware
+from connector.api import (
+    API_KEY_KEY,
+    MANAGER_KEY,
+    REPLIES_KEY,
+    SETTINGS_KEY,
+    add_routes,
+    auth_middleware,
+    error_middleware,
+)
 from connector.config import ROOT, Config
 from connector.manager import SessionManager
 from connector.publish import InboundPublisher, MemoryPublisher
@@ -31,7 +39,9 @@ from connector.store import (
     MemoryLeaseStore,
     MemoryLidMapStore,
     MemoryReplyLog,
+    MemorySettingsStore,
     ReplyLog,
+    SettingsStore,
 )
 
 log = logging.getLogger("wa_relay.app")
@@ -50,18 +60,31 @@ class Stores(NamedTuple):
     """The lease store ``auth`` fences against (the same table). ``None``: no leases, one connector per table."""
     lid_map: LidMapStore
     reply_log: ReplyLog
+    settings: SettingsStore
 
     @classmethod
     def memory(cls, dedup_ttl_s: float = 86400.0) -> Stores:
         leases = MemoryLeaseStore()
-        return cls(MemoryAuthStore(leases), leases, MemoryLidMapStore(), MemoryReplyLog(ttl_s=dedup_ttl_s))
+        return cls(
+            MemoryAuthStore(leases),
+            leases,
+            MemoryLidMapStore(),
+            MemoryReplyLog(ttl_s=dedup_ttl_s),
+            MemorySettingsStore(),
+        )
 
 
 def make_stores(cfg: Config) -> Stores:
     if cfg.store_backend == "memory":
         log.warning("STORE_BACKEND=memory: linked sessions are lost when the connector stops")
         return Stores.memory(cfg.dedup_ttl_s)
-    from connector.store.dynamodb import DynamoAuthStore, DynamoLeaseStore, DynamoLidMapStore, DynamoReplyLog
+    from connector.store.dynamodb import (
+        DynamoAuthStore,
+        DynamoLeaseStore,
+        DynamoLidMapStore,
+        DynamoReplyLog,
+        DynamoSettingsStore,
+    )
 
     return Stores(
         DynamoAuthStore(
@@ -73,6 +96,7 @@ def make_stores(cfg: Config) -> Stores:
         DynamoLeaseStore(cfg.auth_table, cfg.aws_endpoint_url, cfg.aws_region),
         DynamoLidMapStore(cfg.lid_map_table, cfg.aws_endpoint_url, cfg.aws_region),
         DynamoReplyLog(cfg.idempotency_table, cfg.aws_endpoint_url, cfg.aws_region, ttl_s=cfg.dedup_ttl_s),
+        DynamoSettingsStore(cfg.settings_table, cfg.aws_endpoint_url, cfg.aws_region),
     )
 
 
@@ -156,6 +180,7 @@ def create_app(
     app[API_KEY_KEY] = cfg.api_key
     app[MANAGER_KEY] = manager
     app[REPLIES_KEY] = replies
+    app[SETTINGS_KEY] = stores.settings
     add_routes(app)
 
     seen: set[int] = set()

@@ -26,7 +26,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connector.errors import ConfigError
-from connector.resources import AUTH_TABLE, IDEMPOTENCY_TABLE, LID_MAP_TABLE, OUTBOUND_QUEUE
+from connector.resources import AUTH_TABLE, IDEMPOTENCY_TABLE, LID_MAP_TABLE, OUTBOUND_QUEUE, SETTINGS_TABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BRIDGE_SCRIPT = ROOT / "bridge" / "dist" / "main.js"
@@ -66,6 +66,7 @@ class Config(BaseSettings):
     idempotency_table: str = Field(
         IDEMPOTENCY_TABLE.default_name, min_length=1, validation_alias=_alias(IDEMPOTENCY_TABLE.env)
     )
+    settings_table: str = Field(SETTINGS_TABLE.default_name, min_length=1, validation_alias=_alias(SETTINGS_TABLE.env))
     inbound_queue_url: str | None = Field(None, validation_alias=_alias("INBOUND_QUEUE_URL"))
     outbound_queue_url: str | None = Field(None, validation_alias=_alias("OUTBOUND_QUEUE_URL"))
     outbound_queue_dlq_url: str | None = Field(None, validation_alias=_alias("OUTBOUND_QUEUE_DLQ_URL"))

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, field_validator
 
 CONTRACT_VERSION = 1
 
@@ -56,6 +57,9 @@ class MessageRef(Contract):
     text: str | None = None
     timestamp: int
     quoted: QuotedRef | None = None
+    mentions: list[str] = Field(default_factory=list)
+    """Bare jids the message @-mentions (Baileys' ``contextInfo.mentionedJid``, phone-number or LID form as the
+    sender's client wrote them): how a group message addresses the account, for the ``mentioned`` groups setting."""
 
 
 class RawKey(Contract):
@@ -261,3 +265,103 @@ def lid_map_key_for_lid(lid: str) -> str:
 
 def lid_map_key_for_pn(pn: str) -> str:
     return f"pn#{jid_user(pn)}"
+
+
+# ---- per-session settings (settings table) ------------------------------------------------------------------------
+
+SETTINGS_CHAT_LIST_MAX = 1000
+"""Chats one allowlist or denylist may name: the whole settings item stays far below DynamoDB's 400 KB."""
+SETTINGS_MAX_AGE_S_MAX = 7 * 86400
+SETTINGS_CHAT_PATTERN = (
+    r"^ *(?:[0-9A-Za-z._-]+(?::[0-9]+)?@(?:s\.whatsapp\.net|lid|g\.us)|\+?(?:[ ()-]*[0-9]){5,20}[ ()-]*) *$"
+)
+"""A contact or group jid (a device part is dropped), or a phone number with its country code. Spaces, not any
+whitespace: the API checks the pattern with pydantic's regex engine and ``normalise_chat`` with Python's, and the two
+agree on a literal space but not on every Unicode space."""
+SETTINGS_CHATBOT_URL_PATTERN = (
+    r"^(?:https://[0-9A-Za-z.-]+|http://(?:127\.0\.0\.1|localhost))(?::[0-9]{1,5})?(?:/[!-~]*)?$"
+)
+"""https only: the chatbot request carries message text. Plain http only to this machine (the local stack's bot)."""
+_CHAT_RE = re.compile(SETTINGS_CHAT_PATTERN.removeprefix("^").removesuffix("$"))
+
+
+def normalise_chat(chat: str) -> str:
+    """A chat as settings store and compare it: a bare jid without device (``15551234567@s.whatsapp.net``,
+    ``123…@lid``, ``123-456@g.us``); a phone number (``+1 555-123 4567``) becomes its phone-number jid. ``ValueError``
+    for anything ``SETTINGS_CHAT_PATTERN`` refuses."""
+    if not _CHAT_RE.fullmatch(chat):
+        raise ValueError(f"neither a jid nor a phone number: {chat[:64]!r}")
+    chat = chat.strip(" ")
+    if "@" in chat:
+        user, server = chat.split("@", 1)
+        return f"{user.split(':', 1)[0]}@{server}"
+    return "".join(c for c in chat if c.isdigit()) + "@s.whatsapp.net"
+
+
+ChatName = Annotated[str, Field(pattern=SETTINGS_CHAT_PATTERN, max_length=128)]
+ChatbotUrl = Annotated[str, Field(pattern=SETTINGS_CHATBOT_URL_PATTERN, max_length=2048)]
+MaxMessageAge = Annotated[int, Field(ge=0, le=SETTINGS_MAX_AGE_S_MAX, strict=True)]
+"""Strict: the API must not take ``"60"`` or ``true`` for a number its document says is an integer."""
+RateLimit = Annotated[int, Field(ge=1, le=100_000, strict=True)]
+ChatsMode = Literal["all", "allowlist", "denylist"]
+GroupsMode = Literal["off", "on", "mentioned"]
+
+
+class BotSettings(BaseModel):
+    """How the bot behaves for one session; the connector's API writes them, the inbound function applies them.
+
+    ``None`` means "the deployment's setting": ``groups`` follows ``FORWARD_GROUPS`` (``on``/``off``),
+    ``max_message_age_s`` follows ``MAX_MESSAGE_AGE_S``, ``chatbot_url`` follows ``CHATBOT_URL`` (the secret is the
+    deployment's either way). ``chats`` decides on the contact's chat and on a group's own jid alike; a contact
+    listed by phone number matches its LID chat too (the envelope carries both forms when known)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chats: ChatsMode = "all"
+    """Which chats the bot answers: every one, only those in ``chat_list``, or all but those in it."""
+    chat_list: list[ChatName] = Field(default_factory=list, max_length=SETTINGS_CHAT_LIST_MAX)
+    """Jids or phone numbers, stored normalised (``normalise_chat``)."""
+    groups: GroupsMode | None = None
+    max_message_age_s: MaxMessageAge | None = None
+    """Messages older than this are not answered; 0: no limit."""
+    chatbot_url: ChatbotUrl | None = None
+    rate_chat_per_minute: RateLimit | None = None
+    """At most this many messages of one chat are answered per minute (the rest are not sent to the bot); ``None``:
+    no limit. The same for an hour, and for all the session's chats together."""
+    rate_chat_per_hour: RateLimit | None = None
+    rate_session_per_minute: RateLimit | None = None
+    rate_session_per_hour: RateLimit | None = None
+
+    @field_validator("chat_list")
+    @classmethod
+    def _normalise_list(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(normalise_chat(c) for c in value))
+
+    def answers_group(self, forward_groups: bool, mentions: list[str], me: Account) -> bool:
+        """Whether a group message is answered: ``groups`` (``forward_groups`` when unset), and for ``mentioned`` only
+        if it mentions the account in either of its forms."""
+        if self.groups is None:
+            return forward_groups
+        if self.groups == "mentioned":
+            mine = {f"{jid_user(j)}@{j.split('@', 1)[1]}" for j in (me.pn, me.lid) if j and "@" in j}
+            return any(f"{jid_user(j)}@{j.split('@', 1)[1]}" in mine for j in mentions if "@" in j)
+        return self.groups == "on"
+
+    def answers_chat(self, *forms: str | None) -> bool:
+        """Whether ``chats``/``chat_list`` let the bot answer the chat known under ``forms`` (jid, pn, lid)."""
+        if self.chats == "all":
+            return True
+        names = set()
+        for form in forms:
+            if form:
+                try:
+                    names.add(normalise_chat(form))
+                except ValueError:
+                    continue
+        listed = not names.isdisjoint(self.chat_list)
+        return listed if self.chats == "allowlist" else not listed
+
+
+def settings_key(session_id: str) -> str:
+    """The settings table's ``pk`` of a session's ``BotSettings`` (its ``settings`` attribute holds their JSON)."""
+    return f"settings#{session_id}"

@@ -13,6 +13,9 @@ Pure functions, no I/O. Decisions written down here:
   else from the LID map (``lids``, phone number → LID, which the caller looks up), so the PN-form and the LID-form
   emission of one message get the same id. The envelope carries the LID found that way in ``chat.lid`` /
   ``sender.lid``, and its ``MessageGroupId`` is built from the same canonical chat.
+- ``message.mentions`` carries ``contextInfo.mentionedJid`` (bare jids, devices dropped): the bridge forwards the
+  message as Baileys parsed it, and the function needs to know whether a group message mentions the account (the
+  ``mentioned`` groups setting) without seeing the raw message.
 - A message without content (``message`` null) is not published: a decrypt-failure stub (``messageStubType`` set)
   keeps the key id its real content arrives under later, and publishing the stub would make SQS FIFO deduplication
   drop that real message for five minutes. Such stubs are logged at WARNING with their stub parameters.
@@ -137,6 +140,15 @@ def _quoted(content: Any) -> QuotedRef | None:
     return QuotedRef(id=str(info["stanzaId"]), text=text)
 
 
+def _mentions(content: Any) -> list[str]:
+    info = content.get("contextInfo") if isinstance(content, dict) else None
+    jids = info.get("mentionedJid") if isinstance(info, dict) else None
+    if not isinstance(jids, list):
+        return []
+    bare = (f"{jid_user(j)}@{j.split('@', 1)[1]}" for j in jids if isinstance(j, str) and "@" in j)
+    return list(dict.fromkeys(bare))
+
+
 def _timestamp(value: int | str | None, received_at_ms: int) -> int:
     try:
         return int(value) if value is not None else received_at_ms // 1000
@@ -204,6 +216,7 @@ def build_envelope(
         text=message_text(content),
         timestamp=_timestamp(msg.messageTimestamp, received),
         quoted=_quoted(content.get(field)) if field else None,
+        mentions=_mentions(content.get(field)) if field else [],
     )
     raw_key = RawKey(
         remoteJid=remote,

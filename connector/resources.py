@@ -54,7 +54,12 @@ LID_MAP_TABLE = TableSpec("LID_MAP_TABLE", "wa-relay-lid-map", hash_key="pk")
 IDEMPOTENCY_TABLE = TableSpec("IDEMPOTENCY_TABLE", "wa-relay-idempotency", hash_key="id", ttl_attribute="expiration")
 """Powertools idempotency records (inbound ``event_id``) and reply-send records; TTL on ``expiration``."""
 
-TABLES = (AUTH_TABLE, LID_MAP_TABLE, IDEMPOTENCY_TABLE)
+SETTINGS_TABLE = TableSpec("SETTINGS_TABLE", "wa-relay-settings", hash_key="pk")
+"""Per-session bot settings: ``pk`` = ``settings#<session>`` → ``settings`` (the JSON of
+``connector.contracts.SessionSettings``). A table of its own, not items in ``auth``: the inbound function reads it, and
+must not be able to read key material."""
+
+TABLES = (AUTH_TABLE, LID_MAP_TABLE, IDEMPOTENCY_TABLE, SETTINGS_TABLE)
 
 INBOUND_FUNCTION_TIMEOUT_S = 60
 """The inbound Lambda's timeout; the inbound queue's visibility timeout is six times it (AWS guidance). Sized for

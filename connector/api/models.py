@@ -9,6 +9,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
+from connector.contracts import (
+    SETTINGS_CHAT_LIST_MAX,
+    ChatbotUrl,
+    ChatName,
+    ChatsMode,
+    GroupsMode,
+    MaxMessageAge,
+    RateLimit,
+)
 from connector.session import Session, SessionState
 from connector.sidecar.types import SESSION_ID_PATTERN
 from connector.stale import STALE_GUIDANCE
@@ -63,6 +72,40 @@ class SendMessage(Body):
         min_length=1, max_length=TEXT_MAX, pattern=r"\S", description="Not only whitespace", examples=["Hello!"]
     )
     quoted_id: str | None = Field(None, description="Quote this recently seen message (sent unquoted if unknown)")
+
+
+class SettingsPatch(Body):
+    """A JSON merge patch (RFC 7396) of a session's bot settings: a field left out keeps its value, ``null`` resets it
+    to its default, a list replaces the whole list."""
+
+    chats: ChatsMode | None = Field(None, description="Which chats the bot answers: all, only chat_list, all but it")
+    chat_list: list[ChatName] | None = Field(
+        None,
+        max_length=SETTINGS_CHAT_LIST_MAX,
+        description="Jids or phone numbers (stored normalised); a contact matches in its phone-number and LID form",
+        examples=[["+1 555 777 0001", "123456789012345@lid"]],
+    )
+    groups: GroupsMode | None = Field(
+        None,
+        description="Answer in groups: off, on, or only when a message mentions the account; null: the "
+        "deployment's FORWARD_GROUPS",
+    )
+    max_message_age_s: MaxMessageAge | None = Field(
+        None, description="Older messages are not answered (0: no limit); null: the deployment's MAX_MESSAGE_AGE_S"
+    )
+    chatbot_url: ChatbotUrl | None = Field(
+        None, description="This session's chatbot (same secret); null: the deployment's CHATBOT_URL"
+    )
+    rate_chat_per_minute: RateLimit | None = Field(
+        None,
+        description="Messages of one chat answered per minute at most (the rest are not sent to the bot); "
+        "null: no limit",
+    )
+    rate_chat_per_hour: RateLimit | None = Field(None, description="The same per hour; null: no limit")
+    rate_session_per_minute: RateLimit | None = Field(
+        None, description="Messages of all the session's chats answered per minute at most; null: no limit"
+    )
+    rate_session_per_hour: RateLimit | None = Field(None, description="The same per hour; null: no limit")
 
 
 # ---- responses ----

@@ -9,6 +9,10 @@ phone; ``POST …/logout`` unlinks it too when the socket is open (the answer sa
 name a session (fails the id pattern) is answered 404 like an unknown one. ``POST …/messages`` takes an optional
 ``Idempotency-Key`` (``connector.replies.Replies.send_request``): a retry with the same key and request answers 202
 with the first message id and sends nothing; the same key with another request is 422.
+
+Settings (``…/settings``) belong to the session's name, not to one link: they are kept when the session is deleted
+or logged out, and apply again when a session of that name is created (a re-linked phone keeps behaving the same).
+``PATCH`` merges (RFC 7396) and validates the result as a whole, so what is stored is always a valid ``BotSettings``.
 """
 
 from __future__ import annotations
@@ -38,17 +42,21 @@ from connector.api.models import (
     SendMessage,
     SessionList,
     SessionView,
+    SettingsPatch,
     digits,
     to_jid,
 )
 from connector.api.openapi import Operation, Reply, document
+from connector.contracts import BotSettings
 from connector.manager import SessionManager
 from connector.replies import Replies
 from connector.sidecar.types import SESSION_ID_PATTERN
+from connector.store import SettingsStore
 from connector.types import SessionId
 
 MANAGER_KEY = web.AppKey("session_manager", SessionManager)
 REPLIES_KEY = web.AppKey("replies", Replies)
+SETTINGS_KEY = web.AppKey("settings", SettingsStore)
 M = TypeVar("M", bound=BaseModel)
 
 _SESSION_RE = re.compile(SESSION_ID_PATTERN)
@@ -159,6 +167,30 @@ async def send_message(request: web.Request) -> web.Response:
     return _json(MessageAccepted(message_id=message_id), 202)
 
 
+async def get_settings(request: web.Request) -> web.Response:
+    sid = _session_id(request)
+    _manager(request).get(sid)
+    return _json(await request.app[SETTINGS_KEY].get_settings(sid) or BotSettings())
+
+
+async def patch_settings(request: web.Request) -> web.Response:
+    sid = _session_id(request)
+    _manager(request).get(sid)
+    patch = (await _body(request, SettingsPatch)).model_dump(exclude_unset=True)
+    store = request.app[SETTINGS_KEY]
+    merged = (await store.get_settings(sid) or BotSettings()).model_dump()
+    for name, value in patch.items():
+        merged[name] = (
+            value if value is not None else BotSettings.model_fields[name].get_default(call_default_factory=True)
+        )
+    try:
+        settings = BotSettings.model_validate(merged)
+    except ValidationError as e:  # each field was checked on its own already; kept for a later cross-field rule
+        raise ApiError(422, "invalid_body", str(e.errors(include_url=False)[0]["msg"])) from None
+    await store.put_settings(sid, settings)
+    return _json(settings)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return _json(Health())
 
@@ -207,6 +239,8 @@ _LINKS = {
     "getQr": {"operationId": "getQr", "parameters": _BY_ID},
     "requestPairingCode": {"operationId": "requestPairingCode", "parameters": _BY_ID},
     "sendMessage": {"operationId": "sendMessage", "parameters": _BY_ID},
+    "getSettings": {"operationId": "getSettings", "parameters": _BY_ID},
+    "patchSettings": {"operationId": "patchSettings", "parameters": _BY_ID},
     "deleteSession": {"operationId": "deleteSession", "parameters": _BY_ID},
 }
 
@@ -260,6 +294,19 @@ OPERATIONS: list[Operation] = [
         "Unlink the device on WhatsApp (when the socket is open) and wipe the session",
         {200: Reply("logged out", LoggedOut), 401: _E401, 404: _E404,
          409: Reply("another connector owns the session"), 503: _E503},
+    ),
+    Operation(
+        "GET", "/v1/sessions/{id}/settings", get_settings, "getSettings",
+        "The bot's settings for the session (the defaults when none were set)",
+        {200: Reply("the settings", BotSettings), 401: _E401, 404: _E404, 503: _E503},
+    ),
+    Operation(
+        "PATCH", "/v1/sessions/{id}/settings", patch_settings, "patchSettings",
+        "Change the bot's settings (JSON merge patch: null resets a field); the inbound function applies them within "
+        "a minute",
+        {200: Reply("the settings now", BotSettings), 400: _E400, 401: _E401, 404: _E404, 413: _E413, 422: _E422,
+         503: _E503},
+        body=SettingsPatch,
     ),
     Operation("GET", "/healthz", healthz, "healthz", "Liveness", {200: Reply("alive", Health)}, public=True),
     Operation(

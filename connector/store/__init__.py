@@ -10,9 +10,16 @@ from connector.store.abstract import (
     LidMapStore,
     ReplyLog,
     SentReply,
+    SettingsStore,
     SignalKeyStore,
 )
-from connector.store.memory import MemoryAuthStore, MemoryLeaseStore, MemoryLidMapStore, MemoryReplyLog
+from connector.store.memory import (
+    MemoryAuthStore,
+    MemoryLeaseStore,
+    MemoryLidMapStore,
+    MemoryReplyLog,
+    MemorySettingsStore,
+)
 
 __all__ = [
     "AuthStore",
@@ -24,7 +31,9 @@ __all__ = [
     "MemoryLeaseStore",
     "MemoryLidMapStore",
     "MemoryReplyLog",
+    "MemorySettingsStore",
     "ReplyLog",
     "SentReply",
+    "SettingsStore",
     "SignalKeyStore",
 ]

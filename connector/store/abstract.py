@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+from connector.contracts import BotSettings
 from connector.resources import DYNAMODB_ITEM_MAX_BYTES
 from connector.types import SessionId
 
@@ -70,6 +71,22 @@ class LidMapStore(ABC):
     @abstractmethod
     async def lid_for_pns(self, pns: list[str]) -> dict[str, str]:
         """``{pn: lid}`` for the phone numbers that have a known LID (missing ones are left out)."""
+
+
+class SettingsStore(ABC):
+    """Each session's ``BotSettings`` (what the inbound function applies), written through the connector's API."""
+
+    @abstractmethod
+    async def get_settings(self, session: SessionId) -> BotSettings | None:
+        """The settings last put for ``session``; ``None`` if none were (or they were deleted)."""
+
+    @abstractmethod
+    async def put_settings(self, session: SessionId, settings: BotSettings) -> None:
+        """Replace the session's settings. Durable on return; raises ``StoreError`` otherwise."""
+
+    @abstractmethod
+    async def delete_settings(self, session: SessionId) -> None:
+        """Forget the session's settings (it falls back to the defaults); nothing happens if there are none."""
 
 
 SENT_RECORD_MAX_BYTES = DYNAMODB_ITEM_MAX_BYTES - 4096

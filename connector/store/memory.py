@@ -9,7 +9,7 @@ import json
 import time
 from typing import Any
 
-from connector.contracts import jid_user
+from connector.contracts import BotSettings, jid_user
 from connector.errors import LeaseLost, StoreError
 from connector.store.abstract import (
     AuthStore,
@@ -18,6 +18,7 @@ from connector.store.abstract import (
     LidMapStore,
     ReplyLog,
     SentReply,
+    SettingsStore,
     decode_content,
     encode_content,
 )
@@ -190,3 +191,18 @@ class MemoryReplyLog(ReplyLog):
         content = encode_content(sent.content) if sent.content is not None else None
         record = dataclasses.replace(sent, content=None)
         self._sent[(sent.session, sent.message_id)] = (record, content, time.time() + self.ttl_s)
+
+
+class MemorySettingsStore(SettingsStore):
+    def __init__(self) -> None:
+        self._json: dict[str, str] = {}
+
+    async def get_settings(self, session: SessionId) -> BotSettings | None:
+        raw = self._json.get(session)
+        return None if raw is None else BotSettings.model_validate_json(raw)
+
+    async def put_settings(self, session: SessionId, settings: BotSettings) -> None:
+        self._json[session] = settings.model_dump_json()
+
+    async def delete_settings(self, session: SessionId) -> None:
+        self._json.pop(session, None)

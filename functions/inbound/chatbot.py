@@ -119,6 +119,14 @@ class Chatbot:
     def __repr__(self) -> str:
         return f"Chatbot({self.url!r})"
 
+    def at(self, url: str) -> Chatbot:
+        """The same client (secret, timeouts, retries, pool) for a session's own chatbot URL."""
+        if url == self.url:
+            return self
+        return Chatbot(
+            url, self._secret, timeout_s=self.timeout_s, retry=self.retry, pool=self._pool, sleep=self._sleep
+        )
+
     def ask(self, request: ChatbotRequest, *, deadline: float) -> list[ChatbotReply] | Deferred:
         """The bot's replies to ``request``; ``deadline`` is a ``time.monotonic()`` value no attempt may outlast.
 

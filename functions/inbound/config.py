@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from connector.resources import IDEMPOTENCY_TABLE, INBOUND_QUEUE, LID_MAP_TABLE, OUTBOUND_QUEUE
+from connector.resources import IDEMPOTENCY_TABLE, INBOUND_QUEUE, LID_MAP_TABLE, OUTBOUND_QUEUE, SETTINGS_TABLE
 from functions.inbound.errors import InboundConfigError
 from functions.inbound.secret import CHATBOT_SECRET_ARN_ENV, fetch_secret_string
 
@@ -30,6 +30,7 @@ class InboundConfig:
     inbound_dlq_url: str
     idempotency_table: str = IDEMPOTENCY_TABLE.default_name
     lid_map_table: str = LID_MAP_TABLE.default_name
+    settings_table: str = SETTINGS_TABLE.default_name
     dedup_ttl_s: int = 86400
     """How long an ``event_id`` is remembered (DESIGN section 5: default 24 h, at least 60 s)."""
     forward_groups: bool = False
@@ -110,6 +111,7 @@ class InboundConfig:
             inbound_dlq_url=required(INBOUND_DLQ_ENV),
             idempotency_table=env.get(IDEMPOTENCY_TABLE.env) or IDEMPOTENCY_TABLE.default_name,
             lid_map_table=env.get(LID_MAP_TABLE.env) or LID_MAP_TABLE.default_name,
+            settings_table=env.get(SETTINGS_TABLE.env) or SETTINGS_TABLE.default_name,
             dedup_ttl_s=int(number("DEDUP_TTL_S", cls.dedup_ttl_s, 60)),
             forward_groups=flag("FORWARD_GROUPS"),
             typing_indicator=flag("TYPING_INDICATOR", cls.typing_indicator),

@@ -65,3 +65,11 @@ class ReplySendError(InboundError):
 
 class DeadLetterError(InboundError):
     """A malformed record could not be moved to the inbound DLQ (so it must stay on the queue)."""
+
+
+class SettingsError(InboundError):
+    """A session's settings could not be read from the settings table (or are not valid settings)."""
+
+
+class RateLimitError(InboundError):
+    """The rate limit counters could not be written."""

@@ -23,7 +23,9 @@ from functions.inbound.chatbot import Chatbot, RetryPolicy
 from functions.inbound.config import InboundConfig
 from functions.inbound.lidmap import LidMap
 from functions.inbound.queues import DeadLetterQueue, ReplyQueue
+from functions.inbound.ratelimit import RateLimiter
 from functions.inbound.retries import OutagePolicy, Visibility, delay_s, receive_count
+from functions.inbound.settings import SessionSettings
 from functions.late.pending import PendingAnswers
 
 logger = Logger(service="wa-relay")
@@ -56,6 +58,8 @@ def build(config: InboundConfig) -> tuple[logic.Deps, IdempotencyConfig]:
         outage=OutagePolicy(budget_s=config.outage_budget_s, base_s=config.retry_base_s, max_s=config.retry_max_s),
         typing_indicator=config.typing_indicator,
         read_receipts=config.read_receipts,
+        settings=SessionSettings(dynamodb, config.settings_table),
+        rate_limiter=RateLimiter(dynamodb, config.idempotency_table),
         pending=PendingAnswers(dynamodb, config.idempotency_table, ttl_s=config.dedup_ttl_s),
     )
     return deps, idempotency

@@ -6,6 +6,18 @@ Decisions written down here:
   reactions and other content-free kinds (poll votes, pins, keep-in-chat, key distribution), messages without content,
   and groups unless ``FORWARD_GROUPS`` is on. ``upsert_type`` is not filtered: an ``append`` from a contact (e.g.
   delivered while the connector was offline) still deserves an answer.
+- Each session's settings (``settings.py``, cached 30 s) come next, still before the idempotency record, and only for
+  an event no rule above skipped (those need no read): ``chats`` (allowlist/denylist, matched on the chat's jid, phone
+  number and LID, so a contact listed in one form is found in the other), ``groups`` (overrides ``FORWARD_GROUPS``;
+  ``mentioned``: only group messages that @-mention the account, by its phone number or LID),
+  ``max_message_age_s`` (overrides ``MAX_MESSAGE_AGE_S``, also for a late answer) and ``chatbot_url`` (overrides
+  ``CHATBOT_URL``; the secret stays the deployment's). A group is decided by its own jid in the list, not by who
+  wrote in it.
+- A session's rate limits (``ratelimit.py``: per chat and per session, per minute and per hour) are applied inside
+  ``relay``, right before the bot would be asked, unlike the filters above: a message over the limit completes its
+  ``event_id`` (no reply, logged and counted as ``RateLimited``), so a redelivery of it is not answered later, when
+  the window has room again, out of the blue. Only a first delivery counts: a redelivery was counted by the attempt
+  that failed (a message is counted at most once, and one whose first attempt died before counting is let through).
 - ``relay`` runs at most once per ``event_id`` within ``DEDUP_TTL_S`` (Powertools idempotency, key prefix
   ``wa-inbound``): a redelivery after success returns the stored outcome without calling the bot; an exception
   releases the record, so the retry runs again (replies keep their dedup ids, so SQS drops copies within 5 minutes).
@@ -38,7 +50,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
@@ -53,6 +65,7 @@ from pydantic import ValidationError
 
 from connector.contracts import (
     REDRIVE_ATTRIBUTE,
+    BotSettings,
     ChatbotRequest,
     ChatRef,
     InboundEnvelope,
@@ -72,7 +85,9 @@ from functions.inbound.errors import ChatbotRejected, ReplySendError
 from functions.inbound.lidmap import LidMap
 from functions.inbound.models import describe_invalid, parse_body
 from functions.inbound.queues import MALFORMED, DeadLetterQueue, ReplyQueue
+from functions.inbound.ratelimit import RateLimiter
 from functions.inbound.retries import OutagePolicy, Visibility, exhausted, reason_of, receive_count
+from functions.inbound.settings import DEFAULTS, SessionSettings
 from functions.late.pending import PendingAnswers
 
 logger = Logger(service="wa-relay", child=True)
@@ -125,6 +140,23 @@ class Deps:
     answer comes after an outage. 0: no limit."""
     visibility: Visibility | None = None
     """Delays a failed chat's retry (``retries.py``); ``None``: the queue's visibility timeout does."""
+    settings: SessionSettings | None = None
+    """Per-session settings; ``None``: every session has the defaults (the deployment's behaviour)."""
+    rate_limiter: RateLimiter | None = None
+    """Counts what the bot is asked per chat and session; ``None``: no limits are applied."""
+    session_settings: BotSettings = DEFAULTS
+    """The settings of the session being handled (``for_session``)."""
+
+    def for_session(self, settings: BotSettings) -> Deps:
+        """These deps with what ``settings`` override: groups, maximum age and the chatbot's URL."""
+        return replace(
+            self,
+            session_settings=settings,
+            forward_groups=self.forward_groups if settings.groups is None else settings.groups != "off",
+            max_age_s=self.max_age_s if settings.max_message_age_s is None else float(settings.max_message_age_s),
+            chatbot=self.chatbot if settings.chatbot_url is None else self.chatbot.at(settings.chatbot_url),
+        )
+
     pending: PendingAnswers | None = None
     """Where a ``202`` is recorded for the late-answer function; ``None``: a late answer cannot be taken."""
 
@@ -206,13 +238,30 @@ def reject_malformed(record: SQSRecord, reason: str, deps: Deps) -> None:
 def handle(
     envelope: InboundEnvelope, deps: Deps, *, deadline: float, redelivered: bool = False
 ) -> dict[str, Any] | None:
-    reason = skip_reason(envelope, forward_groups=deps.forward_groups)
+    # Groups are decided below, with the session's settings: nothing else here needs them (nor their read).
+    reason = skip_reason(envelope, forward_groups=True)
+    if not reason:
+        settings = deps.settings.get(envelope.session_id) if deps.settings is not None else DEFAULTS
+        deps = deps.for_session(settings)
+        reason = settings_reason(envelope, settings, forward_groups=deps.forward_groups)
     if not reason and (reason := stale(envelope, deps.max_age_s)):
         metrics.stale_skipped()
     if reason:
         logger.info("event skipped", extra={"reason": reason, "message_type": envelope.message.type})
         return None
     return deps.relay_once(envelope=envelope, deps=deps, deadline=deadline, redelivered=redelivered)
+
+
+def settings_reason(envelope: InboundEnvelope, settings: BotSettings, *, forward_groups: bool) -> str | None:
+    """Why the session's settings (``forward_groups``: theirs or the deployment's) keep the bot out of this chat."""
+    if envelope.chat.is_group or envelope.chat.jid.endswith("@g.us"):
+        if settings.groups is None and not forward_groups:
+            return "group (FORWARD_GROUPS is off)"
+        if not settings.answers_group(forward_groups, envelope.message.mentions, envelope.me):
+            return f"group (groups: {settings.groups})"
+    if not settings.answers_chat(envelope.chat.jid, envelope.chat.pn, envelope.chat.lid):
+        return f"chat not answered ({settings.chats})"
+    return None
 
 
 def stale(envelope: InboundEnvelope, max_age_s: float) -> str | None:
@@ -264,6 +313,10 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
     if answers is not None:
         logger.info("answer of an earlier attempt reused", extra={"replies": len(answers)})
     else:
+        if not redelivered and (why := rate_limited(envelope, chat, deps)):
+            logger.info("event not answered", extra={"reason": why})
+            metrics.rate_limited()
+            return {"status": 429, "replies": 0, "rate_limited": True}
         logger.debug("asking chatbot", extra={"text": envelope.message.text, "message_type": envelope.message.type})
         typing = deps.typing_indicator and queue_typing(envelope, deps, "composing", deadline=deadline)
         try:
@@ -309,6 +362,14 @@ def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered
         deps.replies.send(envelope.group_id, replies)
     logger.info("event relayed", extra={"replies": len(replies)})
     return {"status": 200 if replies else 204, "replies": len(replies)}
+
+
+def rate_limited(envelope: InboundEnvelope, chat: ChatRef, deps: Deps) -> str | None:
+    """Which of the session's rate limits is full (the message is then not counted), or ``None`` (it is counted)."""
+    if deps.rate_limiter is None:
+        return None
+    canonical = chat.jid if chat.is_group else (chat.lid or chat.jid)
+    return deps.rate_limiter.take(envelope.session_id, canonical, deps.session_settings)
 
 
 def expect_late(envelope: InboundEnvelope, deps: Deps) -> None:

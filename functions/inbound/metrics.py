@@ -14,6 +14,7 @@ Metrics (namespace ``wa-relay``, dimension ``service`` = ``wa-relay``):
   reply, never asked again.
 - ``StaleSkipped``: events whose answer came, or would come, too late to be sent (older than the maximum message
   age), so no reply was sent.
+- ``RateLimited``: events not sent to the chatbot because a session's rate limit (per chat or per session) was full.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ NAMESPACE = "wa-relay"
 SERVICE = "wa-relay"
 CHATBOT_REJECTED = "ChatbotRejected"
 STALE_SKIPPED = "StaleSkipped"
+RATE_LIMITED = "RateLimited"
 
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 _lock = threading.Lock()
@@ -46,6 +48,11 @@ def chatbot_rejected() -> None:
 def stale_skipped() -> None:
     """One event not replied to because it was older than the maximum message age."""
     count(STALE_SKIPPED)
+
+
+def rate_limited() -> None:
+    """One event not sent to the chatbot because a rate limit of its session was full."""
+    count(RATE_LIMITED)
 
 
 def flush() -> None:

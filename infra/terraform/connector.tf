@@ -57,6 +57,7 @@ locals {
     (local.tables.auth.env)         = aws_dynamodb_table.auth.name
     (local.tables.lid_map.env)      = aws_dynamodb_table.lid_map.name
     (local.tables.idempotency.env)  = aws_dynamodb_table.idempotency.name
+    (local.tables.settings.env)     = aws_dynamodb_table.settings.name
     (local.queues.inbound.env)      = aws_sqs_queue.inbound.url
     (local.queues.outbound.env)     = aws_sqs_queue.outbound.url
     (local.queues.outbound.dlq_env) = aws_sqs_queue.outbound_dlq.url

@@ -88,3 +88,29 @@ resource "aws_dynamodb_table" "idempotency" {
 
   deletion_protection_enabled = var.table_deletion_protection
 }
+
+# Per-session bot settings (connector/contracts.py SessionSettings): written through the connector's API, read by
+# the inbound function. Its own table so the function's read access stops at settings and never reaches the auth
+# table's key material.
+resource "aws_dynamodb_table" "settings" {
+  name         = "${var.name_prefix}-${local.tables.settings.suffix}"
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = local.tables.settings.hash_key
+
+  attribute {
+    name = local.tables.settings.hash_key
+    type = "S"
+  }
+
+  # Operator-written configuration: a restore after a bad change is worth the few cents.
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.this.arn
+  }
+
+  deletion_protection_enabled = var.table_deletion_protection
+}

@@ -57,7 +57,8 @@ data "aws_iam_policy_document" "inbound" {
     resources = [aws_sqs_queue.outbound.arn, aws_sqs_queue.inbound_dlq.arn]
   }
 
-  # Powertools idempotency: get/put/update/delete of its records.
+  # Powertools idempotency: get/put/update/delete of its records; the stored answers (answers.py); the rate limit
+  # counters (ratelimit.py: UpdateItem inside TransactWriteItems, which is authorized per contained action).
   statement {
     sid       = "IdempotencyRecords"
     actions   = ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
@@ -69,6 +70,13 @@ data "aws_iam_policy_document" "inbound" {
     sid       = "ReadLidMap"
     actions   = ["dynamodb:BatchGetItem"]
     resources = [aws_dynamodb_table.lid_map.arn]
+  }
+
+  # functions/inbound/settings.py: one GetItem per session (cached); nothing else of that table, and nothing of auth.
+  statement {
+    sid       = "ReadSettings"
+    actions   = ["dynamodb:GetItem"]
+    resources = [aws_dynamodb_table.settings.arn]
   }
 
   statement {
@@ -265,6 +273,13 @@ data "aws_iam_policy_document" "connector_task" {
     sid       = "LidMapStore"
     actions   = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"]
     resources = [aws_dynamodb_table.lid_map.arn]
+  }
+
+  # connector/store/dynamodb/settings.py: GET and PATCH of /v1/sessions/{id}/settings.
+  statement {
+    sid       = "SettingsStore"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+    resources = [aws_dynamodb_table.settings.arn]
   }
 
   # The reply log (sent-reply records) shares the idempotency table.

@@ -15,6 +15,7 @@ locals {
     (local.queues.inbound.dlq_env) = aws_sqs_queue.inbound_dlq.url
     (local.tables.idempotency.env) = aws_dynamodb_table.idempotency.name
     (local.tables.lid_map.env)     = aws_dynamodb_table.lid_map.name
+    (local.tables.settings.env)    = aws_dynamodb_table.settings.name
     DEDUP_TTL_S                    = tostring(var.dedup_ttl_s)
     CHATBOT_TIMEOUT_S              = tostring(var.chatbot_timeout_s)
     CHATBOT_MAX_ATTEMPTS           = tostring(var.chatbot_max_attempts)

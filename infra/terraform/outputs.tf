@@ -83,6 +83,11 @@ output "lid_map_table" {
   value       = try(aws_dynamodb_table.lid_map.name, null)
 }
 
+output "settings_table" {
+  description = "DynamoDB table of per-session bot settings."
+  value       = try(aws_dynamodb_table.settings.name, null)
+}
+
 output "idempotency_table" {
   description = "DynamoDB table of idempotency and sent-reply records (TTL)."
   value       = try(aws_dynamodb_table.idempotency.name, null)

@@ -279,4 +279,93 @@ def test_app_is_unstarted_application() -> None:
     app = create_app(Config(api_key=KEY, store_backend="memory"), bridge=FakeBridge)
     assert isinstance(app, web.Application)
     # four stores (auth, leases, LID map, reply log), publisher, session manager (no outbound queue)
-    assert len(app.cleanup_ctx) == 6
+    assert len(app.cleanup_ctx) == 7
+
+
+# ---- bot settings ----
+
+
+DEFAULT_SETTINGS = {
+    "chats": "all",
+    "chat_list": [],
+    "groups": None,
+    "max_message_age_s": None,
+    "chatbot_url": None,
+    "rate_chat_per_minute": None,
+    "rate_chat_per_hour": None,
+    "rate_session_per_minute": None,
+    "rate_session_per_hour": None,
+}
+
+
+async def test_settings_default_then_merge_patch(client: TestClient[Any, Any]) -> None:
+    await client.post("/v1/sessions", json={"session_id": "s1"}, headers=AUTH)
+    url = "/v1/sessions/s1/settings"
+    assert await (await client.get(url, headers=AUTH)).json() == DEFAULT_SETTINGS
+    resp = await client.patch(
+        url, json={"chats": "allowlist", "chat_list": ["+1 555 777 0001", "9:3@lid"], "groups": "on"}, headers=AUTH
+    )
+    assert resp.status == 200, await resp.text()
+    expected = {
+        **DEFAULT_SETTINGS,
+        "chats": "allowlist",
+        "chat_list": ["15557770001@s.whatsapp.net", "9@lid"],
+        "groups": "on",
+    }
+    assert await resp.json() == expected
+    # A field left out keeps its value; null resets one.
+    patch = {"groups": None, "max_message_age_s": 600, "rate_chat_per_minute": 3}
+    resp = await client.patch(url, json=patch, headers=AUTH)
+    assert await resp.json() == {**expected, **patch}
+    assert await (await client.get(url, headers=AUTH)).json() == {**expected, **patch}
+    resp = await client.patch(url, json={"rate_chat_per_minute": None}, headers=AUTH)
+    assert (await resp.json())["rate_chat_per_minute"] is None
+    resp = await client.patch(url, json={"chat_list": None, "chats": None, "max_message_age_s": None}, headers=AUTH)
+    assert await resp.json() == {**DEFAULT_SETTINGS, "groups": None}
+
+
+async def test_settings_of_an_unknown_session_are_404(client: TestClient[Any, Any]) -> None:
+    await error_of(await client.get("/v1/sessions/nope/settings", headers=AUTH), 404)
+    await error_of(await client.patch("/v1/sessions/nope/settings", json={}, headers=AUTH), 404)
+    await error_of(await client.get("/v1/sessions/nope/settings"), 401)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"chats": "everyone"},
+        {"chat_list": ["not a chat"]},
+        {"chat_list": "15557770001"},
+        {"chat_list": ["1@newsletter"]},
+        {"groups": "sometimes"},
+        {"max_message_age_s": -1},
+        {"max_message_age_s": "60"},
+        {"max_message_age_s": True},
+        {"rate_chat_per_minute": 0},
+        {"rate_session_per_hour": 100_001},
+        {"chatbot_url": "http://bot.example/chat"},
+        {"chatbot_url": "https://bot.example/chat with space"},
+        [1],
+    ],
+)
+async def test_invalid_settings_are_422_and_change_nothing(client: TestClient[Any, Any], body: Any) -> None:
+    await client.post("/v1/sessions", json={"session_id": "s1"}, headers=AUTH)
+    url = "/v1/sessions/s1/settings"
+    assert await error_of(await client.patch(url, json=body, headers=AUTH), 422) == "invalid_body"
+    assert await (await client.get(url, headers=AUTH)).json() == DEFAULT_SETTINGS
+
+
+@pytest.mark.parametrize("url", ["https://bot.example:8443/chat?x=1", "http://127.0.0.1:8081/chat", "http://localhost"])
+async def test_chatbot_url_https_or_this_machine(client: TestClient[Any, Any], url: str) -> None:
+    await client.post("/v1/sessions", json={"session_id": "s1"}, headers=AUTH)
+    resp = await client.patch("/v1/sessions/s1/settings", json={"chatbot_url": url}, headers=AUTH)
+    assert resp.status == 200 and (await resp.json())["chatbot_url"] == url
+
+
+async def test_settings_outlive_the_session(client: TestClient[Any, Any]) -> None:
+    await client.post("/v1/sessions", json={"session_id": "s1"}, headers=AUTH)
+    await client.patch("/v1/sessions/s1/settings", json={"groups": "off"}, headers=AUTH)
+    await bridge(client).wait_calls("start", 1)
+    assert (await client.delete("/v1/sessions/s1", headers=AUTH)).status == 200
+    await client.post("/v1/sessions", json={"session_id": "s1"}, headers=AUTH)
+    assert (await (await client.get("/v1/sessions/s1/settings", headers=AUTH)).json())["groups"] == "off"

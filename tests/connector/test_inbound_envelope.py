@@ -178,3 +178,17 @@ def test_lid_pairs_from_keys() -> None:
     assert lid_pairs(msg) == [("1@lid", "2@s.whatsapp.net")]
     msg = WAMessage.model_validate(wa_message("15557770001@s.whatsapp.net", "P", alt="88887770001@lid"))
     assert lid_pairs(msg) == [("88887770001@lid", "15557770001@s.whatsapp.net")]
+
+
+def test_mentions_are_carried_as_bare_jids() -> None:
+    text = {
+        "extendedTextMessage": {
+            "text": "@15550001111 what do you think?",
+            "contextInfo": {"mentionedJid": ["15550001111:5@s.whatsapp.net", "99990001111@lid", "99990001111@lid", 7]},
+        }
+    }
+    env = build(wa_message("120363000000000001@g.us", "ID1", participant="88887770001@lid", message=text))
+    assert env is not None
+    assert env.message.mentions == ["15550001111@s.whatsapp.net", "99990001111@lid"]
+    plain = build(wa_message("120363000000000001@g.us", "ID2", participant="88887770001@lid"))
+    assert plain is not None and plain.message.mentions == []

@@ -376,7 +376,8 @@ def test_connector_environment_covers_what_config_reads(model: Model) -> None:
     # The values pass the connector's own validation, and point at real AWS.
     cfg = load_config(env)
     assert cfg.store_backend == "dynamodb" and cfg.aws_endpoint_url is None
-    assert (cfg.auth_table, cfg.lid_map_table, cfg.idempotency_table) == tuple(s.default_name for s in resources.TABLES)
+    tables = (cfg.auth_table, cfg.lid_map_table, cfg.idempotency_table, cfg.settings_table)
+    assert tables == tuple(s.default_name for s in resources.TABLES)
     assert cfg.port == model.local("connector_port")
     assert "CONNECTOR_API_KEY" not in {e["name"] for e in model.local("connector_container_definition")["environment"]}
 

@@ -1,4 +1,5 @@
-"""The DynamoDB stores (DESIGN section 4): auth (creds + Signal keys), leases, the LID map and the reply log.
+"""The DynamoDB stores (DESIGN section 4): auth (creds + Signal keys), leases, the LID map, the reply log and
+the bot settings.
 
 One module per store over ``base`` (each store owns ONE aiobotocore client, created in ``start()`` and closed in
 ``stop()``; batch reads and writes within AWS's limits) and ``codec`` (what goes into an item: the auth table's
@@ -10,5 +11,6 @@ from connector.store.dynamodb.auth import DynamoAuthStore
 from connector.store.dynamodb.leases import DynamoLeaseStore
 from connector.store.dynamodb.lidmap import DynamoLidMapStore
 from connector.store.dynamodb.replylog import DynamoReplyLog
+from connector.store.dynamodb.settings import DynamoSettingsStore
 
-__all__ = ["DynamoAuthStore", "DynamoLeaseStore", "DynamoLidMapStore", "DynamoReplyLog"]
+__all__ = ["DynamoAuthStore", "DynamoLeaseStore", "DynamoLidMapStore", "DynamoReplyLog", "DynamoSettingsStore"]
