@@ -254,6 +254,21 @@ def test_inbound_function_and_its_event_source_mapping(model: Model) -> None:
     assert logging is not None and model.eval(logging["log_group"]) == Ref("aws_cloudwatch_log_group.inbound.name")
 
 
+def test_a_whole_chatbot_call_and_the_reserve_fit_in_the_function_timeout(model: Model) -> None:
+    # Terraform refuses a plan whose chatbot_timeout_s would not fit (the function would cut its calls short) ...
+    fn = model.of_type("aws_lambda_function")["inbound"]
+    conditions = [pre["condition"] for life in fn["lifecycle"] for pre in life["precondition"]]
+    assert "${var.chatbot_timeout_s + local.inbound_reserve_s + 1 <= local.inbound_function_timeout}" in conditions
+    # ... the numbers it compares are the code's ...
+    assert model.local("inbound_reserve_s") == resources.INBOUND_RESERVE_S
+    assert model.local("inbound_function_timeout") == resources.INBOUND_FUNCTION_TIMEOUT_S
+    # ... and the defaults pass it, with the function's own default agreeing with Terraform's.
+    assert model.var("chatbot_timeout_s") + resources.INBOUND_RESERVE_S + 1 <= resources.INBOUND_FUNCTION_TIMEOUT_S
+    assert model.var("chatbot_timeout_s") == InboundConfig.chatbot_timeout_s
+    assert model.var("chatbot_outage_budget_s") == InboundConfig.outage_budget_s
+    assert model.var("max_message_age_s") == InboundConfig.max_message_age_s
+
+
 def test_connector_service_runs_one_task_at_a_time_with_a_health_check(model: Model) -> None:
     assert_ok(check_connector_service(model, HEALTH_CHECK))
 
