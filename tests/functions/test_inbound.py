@@ -292,6 +292,37 @@ def test_in_progress_elsewhere_fails_the_record_without_calling_the_bot(
     assert chatbot.calls_for(envelope.event_id) == []
 
 
+def test_an_invocation_killed_during_the_call_gets_the_bot_asked_again_only_after_its_time_ran_out(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    """The bound the README states: a killed invocation leaves its record in progress until the invocation's own
+    time would have run out (Powertools sets it from the remaining time); a redelivery before that does not ask the
+    bot, one after it asks once. This writes the record a killed invocation leaves, as Powertools writes it."""
+    envelope = fresh(golden("pn"))
+    key = {"id": {"S": _idempotency_key(envelope.event_id)}}
+    now = time.time()
+    item = {**key, "status": {"S": "INPROGRESS"}, "expiration": {"N": str(int(now) + 3600)}}
+
+    def killed(in_progress_until_ms: int) -> None:
+        aws.dynamodb.put_item(
+            TableName="wa-relay-idempotency",
+            Item={**item, "in_progress_expiration": {"N": str(in_progress_until_ms)}},
+        )
+
+    killed(int(now * 1000) + 30_000)  # the killed invocation would still be running
+    early = sqs_record(envelope, receive_count=2)
+    assert handler.lambda_handler(sqs_event(early), lambda_context) == failures(early)
+    assert chatbot.calls_for(envelope.event_id) == []
+
+    killed(int(now * 1000) - 1)  # its time is up: it is dead for sure
+    late = sqs_record(envelope, receive_count=3)
+    assert handler.lambda_handler(sqs_event(late), lambda_context) == OK
+    assert len(chatbot.calls_for(envelope.event_id)) == 1 and len(replies_on(aws)) == 1
+    again = sqs_record(envelope, receive_count=4)
+    assert handler.lambda_handler(sqs_event(again), lambda_context) == OK
+    assert len(chatbot.calls_for(envelope.event_id)) == 1, "completed: never asked a third time"
+
+
 # ---- chatbot failures ----------------------------------------------------------------------------------------------
 
 
