@@ -8,7 +8,7 @@ locals {
   queues    = local.resources.queues
 
   inbound_function_name    = "${var.name_prefix}-inbound"
-  inbound_function_timeout = local.resources.inbound_function_timeout_s
+  inbound_function_timeout = var.inbound_function_timeout_s
   inbound_reserve_s        = local.resources.inbound_reserve_s
   inbound_package_path     = coalesce(var.inbound_package_path, "${path.module}/../../dist/lambda/inbound.zip")
   # The late-answer function ships in the inbound function's zip (infra/package.py), with its own handler.

@@ -26,7 +26,7 @@ resource "aws_sqs_queue" "inbound" {
   deduplication_scope         = "messageGroup"
   fifo_throughput_limit       = "perMessageGroupId"
   # At least 6x the function timeout (AWS guidance for Lambda sources; the ESM below checks it again).
-  visibility_timeout_seconds = local.queues.inbound.visibility_timeout_s
+  visibility_timeout_seconds = 6 * local.inbound_function_timeout
   kms_master_key_id          = aws_kms_key.this.arn
   # Lambda long-polls on its own; this only affects other readers (a human with the CLI).
   receive_wait_time_seconds = 20

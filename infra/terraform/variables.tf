@@ -182,6 +182,18 @@ variable "inbound_batch_size" {
   }
 }
 
+variable "inbound_function_timeout_s" {
+  description = "The inbound function's timeout in seconds; the inbound queue's visibility timeout is six times it. It must hold one whole chatbot call plus the function's reserve (checked on the function). The local stack uses the code's value (connector/resources.py INBOUND_FUNCTION_TIMEOUT_S), which is this default."
+  type        = number
+  default     = 60
+
+  validation {
+    # 12 h of visibility (6 x 7200 s) is SQS's maximum; Lambda's own limit is 900 s.
+    condition     = var.inbound_function_timeout_s >= 10 && var.inbound_function_timeout_s <= 900 && floor(var.inbound_function_timeout_s) == var.inbound_function_timeout_s
+    error_message = "inbound_function_timeout_s must be a whole number from 10 to 900 seconds."
+  }
+}
+
 variable "chatbot_timeout_s" {
   description = "Seconds the inbound function waits for one chatbot answer (CHATBOT_TIMEOUT_S). A call that times out is not repeated in the same invocation (the bot may still be answering); a bot that needs longer answers 202 and replies later."
   type        = number

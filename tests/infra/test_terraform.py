@@ -261,7 +261,7 @@ def test_a_whole_chatbot_call_and_the_reserve_fit_in_the_function_timeout(model:
     assert "${var.chatbot_timeout_s + local.inbound_reserve_s + 1 <= local.inbound_function_timeout}" in conditions
     # ... the numbers it compares are the code's ...
     assert model.local("inbound_reserve_s") == resources.INBOUND_RESERVE_S
-    assert model.local("inbound_function_timeout") == resources.INBOUND_FUNCTION_TIMEOUT_S
+    assert model.local("inbound_function_timeout") == resources.INBOUND_FUNCTION_TIMEOUT_S, "the default is the code's"
     # ... and the defaults pass it, with the function's own default agreeing with Terraform's.
     assert model.var("chatbot_timeout_s") + resources.INBOUND_RESERVE_S + 1 <= resources.INBOUND_FUNCTION_TIMEOUT_S
     assert model.var("chatbot_timeout_s") == InboundConfig.chatbot_timeout_s

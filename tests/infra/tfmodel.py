@@ -259,6 +259,11 @@ class Model:
             return None
         if re.fullmatch(r"-?\d+(\.\d+)?", e):
             return float(e) if "." in e else int(e)
+        if m := re.fullmatch(r"(\d+) \* ([\w.]+)", e):  # a multiple, as the inbound queue's visibility timeout is
+            factor = self._expr(m[2], scope)
+            if not isinstance(factor, int | float):
+                raise Unresolved(f"{e}: {m[2]} is not a number")
+            return int(m[1]) * factor
         if m := re.fullmatch(r'"([^"$]*)"', e):
             return m[1]
         if m := re.fullmatch(r"(var|local|each)\.(\w+)((?:\.\w+)*)", e):
