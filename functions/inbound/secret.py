@@ -11,18 +11,23 @@ from __future__ import annotations
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
+from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from functions.inbound.errors import InboundConfigError
 
 CHATBOT_SECRET_ARN_ENV = "CHATBOT_SECRET_ARN"
+SECRET_CLIENT_CONFIG = BotoConfig(
+    connect_timeout=1.0, read_timeout=3.0, retries={"mode": "standard", "total_max_attempts": 2}
+)
 
 
 def fetch_secret_string(secret_id: str, client: Any | None = None) -> str:
     """The ``SecretString`` of the secret's current version (``AWSCURRENT``). boto3 honours ``AWS_ENDPOINT_URL`` and
     ``AWS_ENDPOINT_URL_SECRETS_MANAGER`` itself, so tests point it at moto's server."""
     try:
-        client = client if client is not None else boto3.client("secretsmanager")
+        # Explicit timeouts: at cold start a stalled call with botocore's 60 s default would outlast Lambda's init.
+        client = client if client is not None else boto3.client("secretsmanager", config=SECRET_CLIENT_CONFIG)
         response = client.get_secret_value(SecretId=secret_id)
     except ClientError as e:
         error = e.response.get("Error", {})

@@ -172,7 +172,7 @@ variable "log_level" {
 ################################################################################
 
 variable "inbound_batch_size" {
-  description = "Records per inbound function invocation (FIFO event source mappings allow at most 10)."
+  description = "Records per inbound function invocation (FIFO event source mappings allow at most 10). Independent of the chatbot timeout: a batch's chats are answered in parallel, and a record of a chat whose earlier records used up the invocation's time is retried at once by the next invocation, the bot not asked."
   type        = number
   default     = 10
 
@@ -206,7 +206,7 @@ variable "chatbot_timeout_s" {
 }
 
 variable "chatbot_max_attempts" {
-  description = "Chatbot attempts per invocation for answers that are certain failures (5xx, 429, connection refused), CHATBOT_MAX_ATTEMPTS; each is bounded by the time left."
+  description = "Chatbot attempts per invocation for answers that are certain failures (5xx, 429, connection refused), CHATBOT_MAX_ATTEMPTS. Needs no check against the function timeout: an attempt starts only when its whole chatbot_timeout_s fits in the time left."
   type        = number
   default     = 3
 
