@@ -79,6 +79,8 @@ from connector.tasks import cancel, spawn
 from connector.types import SessionId
 
 MAX_MESSAGES = 10
+RECEIVE_AT_STOP_S = 1.0
+"""How long a stop waits, after the sends under way, for the receive in flight to return."""
 IDLE_POLL_S = 1.0
 DETAIL_MAX = 256
 LET_GO = ("ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidParameterValue")
@@ -197,14 +199,21 @@ class OutboundConsumer:
         self.log.info("consuming %s", self.queue_url)
 
     async def stop(self) -> None:
+        # No receive starts after this; the one in flight is not cancelled at once: a long poll cancelled from our
+        # side can still take messages on the server (it hands them to a closed connection), and those would stay
+        # invisible for their whole visibility timeout. It gets the time the sends under way take, and a moment.
         self._stopping = True
-        if self._tasks:
-            await cancel(self._tasks[0])  # no more receives; the visibility keeper goes on while sends finish
+        receiver = self._tasks[0] if self._tasks else None
         async with self._sends:
             try:
                 await asyncio.wait_for(self._sends.wait_for(lambda: not self._sending), self.settings.stop_grace_s)
             except TimeoutError:
                 self.log.warning("%d sends still under way at stop; their replies may go out twice", self._sending)
+        if receiver is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(receiver), RECEIVE_AT_STOP_S)
+            except TimeoutError:
+                await cancel(receiver)
         for task in [*self._tasks, *self._workers.values()]:
             await cancel(task)
         self._tasks = []
@@ -224,7 +233,7 @@ class OutboundConsumer:
 
     async def _run(self) -> None:
         backoff = 1.0
-        while True:
+        while not self._stopping:
             if not self.sessions.has_open_sessions():
                 await asyncio.sleep(IDLE_POLL_S)
                 continue
@@ -250,6 +259,8 @@ class OutboundConsumer:
         for m in messages:
             held = Held(m, now + self.settings.visibility_s)
             self._held.add(held)
+            if self._stopping:
+                continue  # received as the consumer stops: handed back with the rest, not sent
             queue = self._groups.get(held.group)
             if queue is None:
                 queue = self._groups[held.group] = deque()
