@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal
@@ -31,23 +31,37 @@ def truncation_note(source: DeadLetterSource, limit: int) -> str:
     return f"{source.name}: stopped after {limit} entries (--limit); there may be more"
 
 
-async def gather(
-    sources: Sequence[DeadLetterSource], selection: Selection, *, limit: int, now: float
-) -> tuple[list[DeadLetter], list[str]]:
-    """The selected entries of every source, and notes on what a scan could not see."""
+async def _selected(
+    sources: Sequence[DeadLetterSource], selection: Selection, *, limit: int, now: float, notes: list[str]
+) -> AsyncGenerator[tuple[DeadLetterSource, list[DeadLetter]], None]:
+    """The selected entries of every source, batch by batch, for the caller to act on before the next batch is read.
+    Each source is closed after its scan, a scan cut short by ``limit`` adds a note, and a scan for ids stops once
+    all of them were seen."""
     found: list[DeadLetter] = []
-    notes: list[str] = []
     for source in sources:
         try:
             async with aclosing(source.batches(limit)) as batches:
                 async for batch in batches:
-                    found.extend(e for e in batch if selection.matches(e, now))
+                    chosen = [e for e in batch if selection.matches(e, now)]
+                    yield source, chosen
+                    found.extend(chosen)
                     if _all_found(selection, found):
                         break
         finally:
             await source.close()
         if source.truncated:
             notes.append(truncation_note(source, limit))
+
+
+async def gather(
+    sources: Sequence[DeadLetterSource], selection: Selection, *, limit: int, now: float
+) -> tuple[list[DeadLetter], list[str]]:
+    """The selected entries of every source, and notes on what a scan could not see."""
+    found: list[DeadLetter] = []
+    notes: list[str] = []
+    async with aclosing(_selected(sources, selection, limit=limit, now=now, notes=notes)) as scan:
+        async for _, chosen in scan:
+            found.extend(chosen)
     return found, notes
 
 
@@ -64,31 +78,22 @@ async def redrive(
     once the copy was accepted. Entries that cannot be put back stay where they are, with why."""
     outcomes: list[Outcome] = []
     notes: list[str] = []
-    for source in sources:
-        try:
-            async with aclosing(source.batches(limit)) as batches:
-                async for batch in batches:
-                    chosen = [e for e in batch if selection.matches(e, now)]
-                    copies: list[Outgoing] = []
-                    for entry in chosen:
-                        plan = plan_redrive(entry)
-                        if isinstance(plan, str):
-                            outcomes.append(Outcome(entry, "skipped", plan))
-                        else:
-                            copies.append(plan)
-                    if dry_run:
-                        outcomes.extend(
-                            Outcome(c.entry, "would redrive", target=c.target, notes=_notes(c, now, dedup_ttl_s))
-                            for c in copies
-                        )
-                    else:
-                        outcomes.extend(await _put_back(source, copies, now, dedup_ttl_s))
-                    if _all_found(selection, [o.entry for o in outcomes]):
-                        break
-        finally:
-            await source.close()
-        if source.truncated:
-            notes.append(truncation_note(source, limit))
+    async with aclosing(_selected(sources, selection, limit=limit, now=now, notes=notes)) as scan:
+        async for source, chosen in scan:
+            copies: list[Outgoing] = []
+            for entry in chosen:
+                plan = plan_redrive(entry)
+                if isinstance(plan, str):
+                    outcomes.append(Outcome(entry, "skipped", plan))
+                else:
+                    copies.append(plan)
+            if dry_run:
+                outcomes.extend(
+                    Outcome(c.entry, "would redrive", target=c.target, notes=_notes(c, now, dedup_ttl_s))
+                    for c in copies
+                )
+            else:
+                outcomes.extend(await _put_back(source, copies, now, dedup_ttl_s))
     return outcomes, notes
 
 
@@ -130,23 +135,13 @@ async def delete(
         raise ValueError("delete works on explicit ids only")
     outcomes: list[Outcome] = []
     notes: list[str] = []
-    for source in sources:
-        try:
-            async with aclosing(source.batches(limit)) as batches:
-                async for batch in batches:
-                    chosen = [e for e in batch if selection.matches(e, now)]
-                    if dry_run:
-                        outcomes.extend(Outcome(e, "would delete") for e in chosen)
-                    else:
-                        failed = await source.take_out(chosen) if chosen else {}
-                        outcomes.extend(
-                            Outcome(e, "failed", failed[e.id]) if e.id in failed else Outcome(e, "deleted")
-                            for e in chosen
-                        )
-                    if _all_found(selection, [o.entry for o in outcomes]):
-                        break
-        finally:
-            await source.close()
-        if source.truncated:
-            notes.append(truncation_note(source, limit))
+    async with aclosing(_selected(sources, selection, limit=limit, now=now, notes=notes)) as scan:
+        async for source, chosen in scan:
+            if dry_run:
+                outcomes.extend(Outcome(e, "would delete") for e in chosen)
+                continue
+            failed = await source.take_out(chosen) if chosen else {}
+            outcomes.extend(
+                Outcome(e, "failed", failed[e.id]) if e.id in failed else Outcome(e, "deleted") for e in chosen
+            )
     return outcomes, notes
