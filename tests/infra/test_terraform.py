@@ -406,8 +406,10 @@ def test_image_provides_what_terraform_leaves_to_it() -> None:
             assert re.search(rf"^\s*(ENV\s+)?{name}=\S+", text, re.MULTILINE), f"{dockerfile} does not set {name}"
 
 
-def test_inbound_environment_covers_what_the_function_reads(model: Model) -> None:
-    fn = model.of_type("aws_lambda_function")["inbound"]
+def function_environment(model: Model, name: str, from_env: Any) -> tuple[Any, RecordingEnv, dict[str, Any]]:
+    """The function's Terraform environment read by its config class as at cold start: ``(config, the environment
+    recording what was read, the variables)``, the secret fetched from Secrets Manager exactly once."""
+    fn = model.of_type("aws_lambda_function")[name]
     environment = Model.block(fn, "environment")
     assert environment is not None
     variables = model.eval(environment["variables"])
@@ -418,8 +420,13 @@ def test_inbound_environment_covers_what_the_function_reads(model: Model) -> Non
         fetched.append(arn)
         return "s" * 48
 
-    config = InboundConfig.from_env(env, fetch_secret=fetch_secret)
+    config = from_env(env, fetch_secret=fetch_secret)
     assert fetched == [env["CHATBOT_SECRET_ARN"]], "the secret must come from Secrets Manager"
+    return config, env, variables
+
+
+def test_inbound_environment_covers_what_the_function_reads(model: Model) -> None:
+    config, env, variables = function_environment(model, "inbound", InboundConfig.from_env)
     assert "CHATBOT_SECRET" not in variables
     assert_ok(check_env("inbound function", env.read, set(variables), INBOUND_DEFAULTS))
     assert config.idempotency_table == resources.IDEMPOTENCY_TABLE.default_name
@@ -470,19 +477,7 @@ def test_late_function_reaches_only_its_own_items_the_outbound_queue_and_the_sec
 
 
 def test_late_environment_covers_what_the_function_reads(model: Model) -> None:
-    fn = model.of_type("aws_lambda_function")["late"]
-    environment = Model.block(fn, "environment")
-    assert environment is not None
-    variables = model.eval(environment["variables"])
-    env = RecordingEnv({k: plausible(model, v) for k, v in variables.items()})
-    fetched: list[str] = []
-
-    def fetch_secret(arn: str) -> str:
-        fetched.append(arn)
-        return "s" * 48
-
-    config = LateConfig.from_env(env, fetch_secret=fetch_secret)
-    assert fetched == [env["CHATBOT_SECRET_ARN"]], "the same secret as the inbound function, from Secrets Manager"
+    config, env, variables = function_environment(model, "late", LateConfig.from_env)
     defaults = {"CHATBOT_SECRET": "never the value in an environment variable: CHATBOT_SECRET_ARN is set instead"}
     assert_ok(check_env("late function", env.read, set(variables), defaults))
     assert config.idempotency_table == resources.IDEMPOTENCY_TABLE.default_name
