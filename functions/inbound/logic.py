@@ -192,10 +192,11 @@ def handle_record(record: SQSRecord, deps: Deps, *, remaining_ms: int) -> dict[s
         chat_jid=envelope.chat.jid,
     )
     # A copy the dead-letter tool put back is a new SQS message, but an earlier attempt may have stored the answer.
-    redelivered = receive_count(record) > 1 or REDRIVE_ATTRIBUTE in (record.get("messageAttributes") or {})
-    if receive_count(record) > deps.outage.max_receives:
+    receives = receive_count(record)
+    redelivered = receives > 1 or REDRIVE_ATTRIBUTE in (record.get("messageAttributes") or {})
+    if receives > deps.outage.max_receives:
         # Earlier invocations died with it before they could decide (timeouts, crashes): a loop to break.
-        give_up(record, envelope, "too_many_receives", f"{receive_count(record)} receives", deps)
+        give_up(record, envelope, "too_many_receives", f"{receives} receives", deps)
         return None
     try:
         return handle(envelope, deps, deadline=deadline, redelivered=redelivered)

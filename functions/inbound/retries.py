@@ -79,10 +79,11 @@ def receive_count(record: SQSRecord) -> int:
 def exhausted(record: SQSRecord, policy: OutagePolicy) -> str | None:
     """Why the record that just failed must not be retried again (its budget or its receives are used up), or
     ``None``."""
-    if age_s(record) > policy.budget_s:
-        return f"failing for {age_s(record):.0f} s, over the {policy.budget_s:.0f} s budget"
-    if receive_count(record) >= policy.max_receives:
-        return f"{receive_count(record)} receives, the most allowed"
+    age, receives = age_s(record), receive_count(record)
+    if age > policy.budget_s:
+        return f"failing for {age:.0f} s, over the {policy.budget_s:.0f} s budget"
+    if receives >= policy.max_receives:
+        return f"{receives} receives, the most allowed"
     return None
 
 
