@@ -60,6 +60,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
 from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from pydantic import ValidationError
 
@@ -250,7 +251,18 @@ def handle(
     if reason:
         logger.info("event skipped", extra={"reason": reason, "message_type": envelope.message.type})
         return None
-    return deps.relay_once(envelope=envelope, deps=deps, deadline=deadline, redelivered=redelivered)
+    done: list[dict[str, Any]] = []
+    try:
+        return deps.relay_once(envelope=envelope, deps=deps, deadline=deadline, redelivered=redelivered, done=done)
+    except IdempotencyPersistenceLayerError as e:
+        if not done:
+            raise
+        # The event was relayed (its replies are queued) and only completing its idempotency record failed. A
+        # retry would find the record in progress, wait for it to expire and then ask the bot again: the work is
+        # done, so the record is not failed. A later copy of the event, after the in-progress record expired,
+        # would be answered again: the window this leaves, instead of a certain second answer.
+        logger.warning("event relayed, but its idempotency record could not be completed", extra={"error": str(e)})
+        return done[0]
 
 
 def settings_reason(envelope: InboundEnvelope, settings: BotSettings, *, forward_groups: bool) -> str | None:
@@ -297,9 +309,24 @@ def skip_reason(envelope: InboundEnvelope, *, forward_groups: bool) -> str | Non
 # ---- once per event_id ---------------------------------------------------------------------------------------------
 
 
-def relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered: bool = False) -> dict[str, Any]:
+def relay(
+    *,
+    envelope: InboundEnvelope,
+    deps: Deps,
+    deadline: float,
+    redelivered: bool = False,
+    done: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Resolve, ask (or reuse the answer a failed earlier attempt stored), enqueue. The return value is stored in the
-    idempotency record: keep it tiny and text-free."""
+    idempotency record: keep it tiny and text-free. ``done`` receives it too, so the caller can tell a failure to
+    store it from a failure to relay."""
+    outcome = _relay(envelope=envelope, deps=deps, deadline=deadline, redelivered=redelivered)
+    if done is not None:
+        done.append(outcome)
+    return outcome
+
+
+def _relay(*, envelope: InboundEnvelope, deps: Deps, deadline: float, redelivered: bool) -> dict[str, Any]:
     chat, sender = resolve_parties(envelope, deps.lid_map)
     request = ChatbotRequest(
         event_id=envelope.event_id,

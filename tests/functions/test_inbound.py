@@ -15,6 +15,8 @@ from dataclasses import replace
 from types import ModuleType
 
 import pytest
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+from botocore.exceptions import ClientError
 
 from connector.contracts import (
     ChatbotReply,
@@ -26,6 +28,7 @@ from connector.contracts import (
     reply_id,
     typing_id,
 )
+from functions.inbound import logic
 from functions.inbound.answers import AnswerStore
 from functions.inbound.queues import DeadLetterQueue, ReplyQueue
 from infra.local.runner import sqs_record as runner_record
@@ -882,3 +885,36 @@ def test_a_typing_message_that_cannot_be_queued_does_not_keep_the_contact_from_t
     assert len(chatbot.calls) == 1
     assert kinds(outbound_on(aws)) == ["reply"]
     assert [r for r in caplog.records if r.getMessage() == "typing message not queued"]
+
+
+# ---- an idempotency record that cannot be completed ----------------------------------------------------------------
+
+
+class FailingUpdates:
+    """A DynamoDB client whose ``update_item`` fails (Powertools completes its record with it): a throttled moment."""
+
+    def __init__(self, dynamodb: object) -> None:
+        self._dynamodb = dynamodb
+
+    def update_item(self, **kwargs: object) -> None:
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "UpdateItem"
+        )
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._dynamodb, name)
+
+
+def test_an_event_relayed_whose_record_cannot_be_completed_is_not_retried_so_the_bot_is_asked_once(
+    handler: ModuleType, chatbot: ChatbotServer, aws: Aws, lambda_context: LambdaContext
+) -> None:
+    persistence = DynamoDBPersistenceLayer(table_name="wa-relay-idempotency", boto3_client=FailingUpdates(aws.dynamodb))
+    handler.deps = replace(handler.deps, relay_once=logic.idempotent_relay(handler.idempotency, persistence))
+    envelope = fresh(golden("pn"))
+    record = sqs_record(envelope)
+
+    # the replies went out; failing the record now would only get the bot asked again once the record expires
+    assert handler.lambda_handler(sqs_event(record), lambda_context) == OK
+    assert len(chatbot.calls) == 1 and len(replies_on(aws)) == 1
+    item = aws.idempotency_item(envelope.event_id)
+    assert item is not None and item["status"]["S"] == "INPROGRESS", "the completion did fail"
