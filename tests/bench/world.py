@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -107,15 +107,15 @@ class FunctionProbe:
         # session's handlers when it is created.
         boto3.setup_default_session()
         boto3.DEFAULT_SESSION.events.register("before-send.sqs.SendMessageBatch", self._on_reply_send)
-        # Powertools' Logger binds to sys.stdout when the module creates it: point that at a file meanwhile, so the
-        # function still formats and writes every line it would on Lambda.
-        saved = sys.stdout
-        sys.stdout = open(self.log_path or os.devnull, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
-        try:
-            from functions.inbound import handler
-        finally:
-            sys.stdout = saved
+        from functions.inbound import handler
 
+        # Powertools' Logger writes to the sys.stdout of whichever module created the "wa-relay" logger first (the
+        # late-answer server of the stack may have, before this import): its handlers are pointed at a file, so the
+        # function still formats and writes every line it would on Lambda, and not onto this process's output.
+        out = open(self.log_path or os.devnull, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+        for log_handler in logging.getLogger(handler.logger.service).handlers:
+            if isinstance(log_handler, logging.StreamHandler):
+                log_handler.setStream(out)
         self._real = handler.lambda_handler
 
     def _on_reply_send(self, **_: Any) -> None:
