@@ -17,6 +17,7 @@ from aiohttp import web
 
 from connector.api import (
     API_KEY_KEY,
+    EVENTS_KEY,
     MANAGER_KEY,
     REPLIES_KEY,
     SETTINGS_KEY,
@@ -25,6 +26,7 @@ from connector.api import (
     error_middleware,
 )
 from connector.config import ROOT, Config
+from connector.events import EventHub
 from connector.manager import SessionManager
 from connector.publish import InboundPublisher, MemoryPublisher
 from connector.replies import Replies
@@ -163,6 +165,7 @@ def create_app(
     if stores.leases is None:
         log.warning("no lease store: run only one connector on these tables")
     publisher = publisher or make_publisher(cfg)
+    hub = EventHub()
     manager = SessionManager(
         cfg.sessions,
         bridge=bridge or bridge_factory(cfg),
@@ -172,6 +175,7 @@ def create_app(
         leases=stores.leases,
         reply_log=stores.reply_log,
         on_fatal=on_fatal,
+        events=hub,
     )
     replies = Replies(manager, stores.reply_log, manager.messages)
 
@@ -181,6 +185,7 @@ def create_app(
     app[MANAGER_KEY] = manager
     app[REPLIES_KEY] = replies
     app[SETTINGS_KEY] = stores.settings
+    app[EVENTS_KEY] = hub
     add_routes(app)
 
     seen: set[int] = set()

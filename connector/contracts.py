@@ -161,6 +161,70 @@ def parse_outbound(body: str | bytes) -> OutboundReply | OutboundTyping:
     return _OUTBOUND.validate_json(body)
 
 
+# ---- lifecycle and message-status events (DESIGN section 7) ----------------------------------------------------
+
+RelayEventKind = Literal[
+    "session.created",
+    "session.deleted",
+    "session.state",
+    "session.qr",
+    "session.stale",
+    "session.logged_out",
+    "session.conflict",
+    "message.received",
+    "message.sent",
+    "message.delivered",
+    "message.read",
+]
+"""``session.state`` is every change of a session's state but two: the change into ``logged_out`` and into
+``conflict`` have kinds of their own (what a receiver most often alerts on), with the same ``data``. Every kind
+whose ``data`` has ``state`` carries the state it changed to, so a receiver tracking states reads ``data.state`` of
+all of them."""
+
+WEBHOOK_EVENT_KINDS: frozenset[str] = frozenset(
+    {
+        "session.created",
+        "session.deleted",
+        "session.state",
+        "session.qr",
+        "session.stale",
+        "session.logged_out",
+        "session.conflict",
+        "message.sent",
+        "message.delivered",
+        "message.read",
+    }
+)
+"""What goes to ``EVENTS_URL``. ``message.received`` only counts messages for the dashboard's live feed: the
+messages themselves reach the chatbot through ``inbound.fifo``."""
+
+
+class RelayEvent(Contract):
+    """A session lifecycle or message-status event: one ``events.fifo`` body, one POST to ``EVENTS_URL`` (signed
+    like the chatbot call), one server-sent event of ``GET /v1/events``. Never message text or key material."""
+
+    type: Literal["relay.event"] = "relay.event"
+    v: Literal[1] = 1
+    id: str
+    """Stable: a receiver that sees the same id twice (at-least-once delivery) drops the second. Status events of one
+    message derive it from the message id, so a receipt WhatsApp reports again gets the same id too."""
+    kind: RelayEventKind
+    session_id: str
+    at: int
+    """Unix milliseconds when the connector saw it."""
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def group_id(self) -> str:
+        """``MessageGroupId`` in ``events.fifo``: one session's events in order, sessions in parallel."""
+        return message_group_id(self.session_id, "events")
+
+
+def relay_event_id(*parts: object) -> str:
+    """The id of a ``RelayEvent`` from what identifies it (64 hex chars, an SQS dedup id)."""
+    return _digest("rv1", *parts)
+
+
 # ---- dead letters ------------------------------------------------------------------------------------------------
 
 DEAD_LETTER_REASON = "reason"

@@ -12,8 +12,9 @@
   send records (what this connector sent, with its content, for the log's TTL): a retry the contact's phone asks
   for after a restart (or after the bounded cache forgot the message) can still be answered.
 - events: ``connection.update`` goes to the session manager (state and close policy); ``messages.upsert`` to the
-  ingest (→ the inbound queue); LID/PN pairs from every event that carries them to the LID feed. A failing handler
-  is logged and never stops the bridge's event lane.
+  ingest (→ the inbound queue), counted; ``messages.update`` (delivery and read receipts of what the account sent)
+  to the event hub (``connector.events``); LID/PN pairs from every event that carries them to the LID feed. A
+  failing handler is logged and never stops the bridge's event lane.
 """
 
 from __future__ import annotations
@@ -27,11 +28,19 @@ from typing import Any, Protocol
 
 from connector.contracts import Account
 from connector.errors import LeaseLost, SessionGone, StoreError
+from connector.events import EventHub
 from connector.ingest import Ingest
 from connector.lidfeed import LidFeed
 from connector.messagecache import MessageCache
 from connector.session import Session
-from connector.sidecar.types import ConnectionUpdate, LidMappingUpdate, MessageKey, MessagesUpsert, WireModel
+from connector.sidecar.types import (
+    ConnectionUpdate,
+    LidMappingUpdate,
+    MessageKey,
+    MessagesUpdate,
+    MessagesUpsert,
+    WireModel,
+)
 from connector.store.abstract import AuthStore, ReplyLog
 from connector.tasks import spawn
 from connector.types import SessionId
@@ -61,6 +70,7 @@ class RelayHost:
         lid_feed: LidFeed,
         messages: MessageCache,
         sent: ReplyLog | None = None,
+        hub: EventHub | None = None,
     ) -> None:
         self.sessions = sessions
         self.auth = auth
@@ -71,6 +81,7 @@ class RelayHost:
         self._writes: dict[SessionId, int] = {}
         self._quiet = asyncio.Condition()
         self.sent = sent
+        self.hub = hub or EventHub()
 
     # ---- storage calls ----
 
@@ -169,6 +180,11 @@ class RelayHost:
                 if s is not None and data.messages:
                     s.last_message_at = s.last_event_at
                 await self.ingest.on_upsert(session, s.me if s is not None else Account(), data)
+                if s is not None and (count := sum(not m.key.fromMe for m in data.messages)):
+                    s.received_total += count
+                    self.hub.received(s, count)
+            elif isinstance(data, MessagesUpdate):
+                self.hub.statuses(session, data.updates)
             elif isinstance(data, LidMappingUpdate):
                 await self.lid_feed.feed([(data.lid, data.pn)], event)
             elif isinstance(data, dict):

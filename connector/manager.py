@@ -28,6 +28,7 @@ from connector.errors import (
     SidecarNotConnected,
     StoreError,
 )
+from connector.events import EventHub
 from connector.host import RelayHost
 from connector.ingest import Ingest
 from connector.lidfeed import LidFeed
@@ -60,6 +61,7 @@ class SessionManager:
         leases: LeaseStore | None = None,
         reply_log: ReplyLog | None = None,
         on_fatal: Callable[[int], None] | None = None,
+        events: EventHub | None = None,
     ) -> None:
         """Without ``leases`` nothing fences the auth store: safe only with one connector per table. ``reply_log``
         (what ``connector.replies`` records) answers Baileys' retries for messages the message cache no longer has."""
@@ -67,6 +69,7 @@ class SessionManager:
         self.settings = settings
         self.auth = auth
         self.sessions: dict[SessionId, Session] = {}
+        self.events = events or EventHub()
         self.lid_feed = LidFeed(lid_map)
         self.messages = MessageCache(settings.message_cache_size)
         self.ingest = Ingest(publisher, self.lid_feed, self.messages, self)
@@ -78,6 +81,7 @@ class SessionManager:
             lid_feed=self.lid_feed,
             messages=self.messages,
             sent=reply_log,
+            hub=self.events,
         )
         self.bridge = bridge(self.host)
         self.supervisor = BridgeSupervisor(
@@ -191,6 +195,7 @@ class SessionManager:
 
     def _new_session(self, sid: SessionId) -> Session:
         s = Session(id=sid, log=self.log.getChild(sid))
+        self.events.watch(s)
         self.sessions[sid] = s
         return s
 
@@ -230,6 +235,7 @@ class SessionManager:
             await self.auth.delete_session(sid)  # anything written since the wipe
         self.breaker.forget(sid)
         s = self._new_session(sid)
+        self.events.created(s)
         self.queue.put(sid)
         s.log.info("session created; queued for its first connect (QR)")
         return s
@@ -263,6 +269,7 @@ class SessionManager:
         finally:
             self._deleting.discard(sid)
         self.breaker.forget(sid)
+        self.events.deleted(sid)
         self.log.info("session %s deleted (creds, keys and lease removed)", sid)
 
     async def logout(self, sid: SessionId) -> bool:
@@ -321,9 +328,11 @@ class SessionManager:
             sid, Jid(to), {"text": text}, message_id=message_id, quoted={"key": quoted} if quoted else None
         )
         self.replies_sent += 1
+        s.sent_total += 1
         sent_id = result.key.id or message_id or ""
         if sent_id and sent_id != message_id:
             self.ingest.own_send(sid, sent_id)  # an id Baileys chose: its echo may already have been published
+        self.events.sent(s, sent_id, to)
         s.log.info("message %s sent to %s", sent_id, to)
         return sent_id
 

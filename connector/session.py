@@ -12,7 +12,9 @@ import asyncio
 import enum
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from connector.contracts import Account
 from connector.inbound import account_from_me
@@ -67,6 +69,11 @@ class LastError:
     """Unix seconds."""
 
 
+WATCHED = frozenset({"state", "qr", "stale_since"})
+"""Attributes whose changes are reported to ``Session.watcher`` (``connector.events``)."""
+_UNSET = object()
+
+
 @dataclass
 class Session:
     id: SessionId
@@ -97,6 +104,18 @@ class Session:
     last_message_at: float = 0.0
     stale_since: float | None = None
     stale_reason: str | None = None
+    received_total: int = 0
+    """Messages from others received since the connector started (the dashboard's counters)."""
+    sent_total: int = 0
+    watcher: Callable[[Session, str, Any], None] | None = field(default=None, repr=False, compare=False)
+    """Called as ``watcher(session, attribute, old value)`` after a change of a ``WATCHED`` attribute."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # One hook instead of an event call beside each of the many assignments of a state: none can be missed.
+        old = self.__dict__.get(name, _UNSET)
+        object.__setattr__(self, name, value)
+        if name in WATCHED and old is not _UNSET and old != value and (watcher := self.__dict__.get("watcher")):
+            watcher(self, name, old)
 
     def record_error(self, code: int | None, message: str) -> None:
         self.last_error = LastError(code=code, message=message, at=int(time.time()))

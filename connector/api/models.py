@@ -127,10 +127,17 @@ class OwnerView(Body):
     until: int | None = Field(description="Unix seconds: the owner's lease lasts at least until then")
 
 
+class MessageCounts(Body):
+    received: int = Field(description="Messages from others received since the connector started")
+    sent: int = Field(description="Messages sent since the connector started")
+
+
 class SessionView(Body):
     id: str
     state: SessionState
     me: Me
+    messages: MessageCounts
+    last_message_at: int | None = Field(None, description="Unix seconds of the last message received")
     stale: bool = Field(description="Open, but WhatsApp stopped delivering to it; see guidance")
     qr: str | None = Field(None, description="The QR to scan (states qr and pairing_code)")
     last_error: LastErrorView | None = None
@@ -158,6 +165,8 @@ class SessionView(Body):
             id=s.id,
             state=s.state,
             me=Me(pn=s.me.pn, lid=s.me.lid),
+            messages=MessageCounts(received=s.received_total, sent=s.sent_total),
+            last_message_at=int(s.last_message_at) if s.last_message_at else None,
             stale=stale,
             qr=s.qr or None,
             last_error=LastErrorView(code=error.code, message=error.message, at=error.at) if error else None,

@@ -1,4 +1,4 @@
-"""The connector's HTTP API (DESIGN section 8): sessions, QR, pairing codes, sending, health and metrics.
+"""The connector's HTTP API (DESIGN section 8): sessions, QR, pairing codes, sending, events, health and metrics.
 
 Every operation is one ``Operation`` in ``OPERATIONS``: its route, handler, request model and every status it can
 answer. The router and the OpenAPI document (``connector.api.openapi.document``) are both built from that table, so a
@@ -13,13 +13,23 @@ with the first message id and sends nothing; the same key with another request i
 Settings (``…/settings``) belong to the session's name, not to one link: they are kept when the session is deleted
 or logged out, and apply again when a session of that name is created (a re-linked phone keeps behaving the same).
 ``PATCH`` merges (RFC 7396) and validates the result as a whole, so what is stored is always a valid ``BotSettings``.
+
+``GET /v1/events`` is a server-sent event stream of ``RelayEvent``s (``connector.events``): ``id:`` is the
+connector's sequence number (``Last-Event-ID`` replays what it still holds; ``event: reset`` says events were missed,
+reload the sessions), ``event:`` the kind, ``data:`` the event's JSON. A comment line every ``SSE_HEARTBEAT_S`` keeps
+proxies from closing an idle stream. The stream ends after ``max_s`` seconds (default an hour, then the client
+reconnects with ``Last-Event-ID``), so no connection lives forever and a client with ``max_s=0`` gets the replay only.
+The key goes in the ``Authorization`` header like everywhere else (the dashboard reads the stream with ``fetch``, not
+``EventSource``, which cannot send headers), never in the URL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
+import time
 from typing import TypeVar
 
 import segno
@@ -48,6 +58,7 @@ from connector.api.models import (
 )
 from connector.api.openapi import Operation, Reply, document
 from connector.contracts import BotSettings
+from connector.events import EventHub, Item, Reset
 from connector.manager import SessionManager
 from connector.replies import Replies
 from connector.sidecar.types import SESSION_ID_PATTERN
@@ -57,11 +68,15 @@ from connector.types import SessionId
 MANAGER_KEY = web.AppKey("session_manager", SessionManager)
 REPLIES_KEY = web.AppKey("replies", Replies)
 SETTINGS_KEY = web.AppKey("settings", SettingsStore)
+EVENTS_KEY = web.AppKey("events", EventHub)
 M = TypeVar("M", bound=BaseModel)
 
 _SESSION_RE = re.compile(SESSION_ID_PATTERN)
 _IDEMPOTENCY_KEY_RE = re.compile(IDEMPOTENCY_KEY_PATTERN)
 QR_FORMATS = ("raw", "json", "svg", "png")
+SSE_HEARTBEAT_S = 15.0
+SSE_MAX_S_DEFAULT = 3600
+SSE_MAX_S_MAX = 86400
 
 
 # ---- helpers ----
@@ -191,6 +206,52 @@ async def patch_settings(request: web.Request) -> web.Response:
     return _json(settings)
 
 
+def _int_query(request: web.Request, name: str, default: int, maximum: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or int(raw) > maximum:
+        raise ApiError(422, "invalid_query", f"{name} must be an integer from 0 to {maximum}")
+    return int(raw)
+
+
+def _last_event_id(request: web.Request) -> int | None:
+    raw = request.headers.get("Last-Event-ID", "").strip()
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+
+
+def _sse(item: Item | Reset) -> bytes:
+    if isinstance(item, Reset):
+        return b"event: reset\ndata: {}\n\n"
+    seq, event = item
+    return f"id: {seq}\nevent: {event.kind}\ndata: {event.model_dump_json()}\n\n".encode()
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    max_s = _int_query(request, "max_s", SSE_MAX_S_DEFAULT, SSE_MAX_S_MAX)
+    missed, sub = request.app[EVENTS_KEY].subscribe(_last_event_id(request))
+    try:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )
+        await response.prepare(request)
+        await response.write(b"retry: 2000\n\n" + b"".join(_sse(item) for item in missed))
+        deadline = time.monotonic() + max_s
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                item = await asyncio.wait_for(sub.get(), timeout=min(SSE_HEARTBEAT_S, left))
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            if item is None:  # fell too far behind: the client reconnects with Last-Event-ID
+                break
+            await response.write(_sse(item))
+        await response.write_eof()
+        return response
+    finally:
+        sub.close()
+
+
 async def healthz(request: web.Request) -> web.Response:
     return _json(Health())
 
@@ -307,6 +368,18 @@ OPERATIONS: list[Operation] = [
         {200: Reply("the settings now", BotSettings), 400: _E400, 401: _E401, 404: _E404, 413: _E413, 422: _E422,
          503: _E503},
         body=SettingsPatch,
+    ),
+    Operation(
+        "GET", "/v1/events", events, "events",
+        "Server-sent events: session lifecycle and message status as they happen (Last-Event-ID resumes)",
+        {200: Reply("text/event-stream; each event's data is a RelayEvent", None, ("text/event-stream",)),
+         401: _E401, 422: Reply("max_s is not an integer in range")},
+        parameters=[{"name": "max_s", "in": "query", "required": False,
+                     "description": "End the stream after this many seconds (0: only what Last-Event-ID replays)",
+                     "schema": {"type": "integer", "minimum": 0, "maximum": SSE_MAX_S_MAX}},
+                    {"name": "Last-Event-ID", "in": "header", "required": False,
+                     "description": "The id: of the last event seen; the events after it are replayed first",
+                     "schema": {"type": "string"}}],
     ),
     Operation("GET", "/healthz", healthz, "healthz", "Liveness", {200: Reply("alive", Health)}, public=True),
     Operation(

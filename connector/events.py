@@ -1,0 +1,190 @@
+"""Lifecycle and message-status events (``connector.contracts.RelayEvent``): made here from what the sessions do,
+and handed to whoever listens: the server-sent event streams of ``GET /v1/events`` (the dashboard, the CLI) and the
+sinks (the ``events.fifo`` publisher, whose function posts them to ``EVENTS_URL``).
+
+Decisions:
+- Session state, QR and stale changes are seen by one hook on ``Session`` attribute writes (``Session.watcher``)
+  rather than at each of the many places that change a state, so no transition can be missed by a new code path.
+- A stream is a bounded queue per subscriber. A subscriber that falls that far behind is ended, not allowed to grow
+  the connector's memory: it reconnects with ``Last-Event-ID`` and is replayed what the history still holds, or told
+  ``reset`` (reload the list) when the gap is longer than the history.
+- Sequence numbers (``id:`` of a server-sent event) belong to this connector process; the event's own ``id`` is the
+  stable one, for de-duplication.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from connector.contracts import RelayEvent, RelayEventKind, relay_event_id
+from connector.session import Session, SessionState
+
+log = logging.getLogger("wa_relay.events")
+
+HISTORY = 1000
+"""Events kept for ``Last-Event-ID`` replays."""
+SUBSCRIBER_BACKLOG = 1000
+"""Events a stream may fall behind before it is ended."""
+
+QR_FIRST_VALID_S = 60
+QR_NEXT_VALID_S = 20
+"""How long WhatsApp keeps a QR reference valid (Baileys' ``qrTimeout``: the first QR 60 s, each next one 20 s);
+after the last reference the QR window closes."""
+
+WA_STATUS = {3: "message.delivered", 4: "message.read", 5: "message.read"}
+"""``proto.WebMessageInfo.Status`` of a ``messages.update``: DELIVERY_ACK, READ, PLAYED (a voice note played is read
+too). SERVER_ACK is not reported: ``message.sent`` is emitted when the send call returns, which is after it."""
+
+Sink = Callable[[RelayEvent], None]
+
+
+class Reset:
+    """In a stream: events were missed (the history no longer reaches back to ``Last-Event-ID``)."""
+
+
+Item = tuple[int, RelayEvent]
+"""A sequence number and its event."""
+
+
+class Subscription:
+    def __init__(self, hub: EventHub, backlog: int) -> None:
+        self.queue: asyncio.Queue[Item | None] = asyncio.Queue(backlog)
+        self._hub = hub
+
+    async def get(self) -> Item | None:
+        """The next event; ``None`` once the stream fell too far behind and was ended."""
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self._hub._unsubscribe(self.queue)
+
+
+class EventHub:
+    def __init__(self, history: int = HISTORY, backlog: int = SUBSCRIBER_BACKLOG) -> None:
+        self.boot = uuid.uuid4().hex
+        self.seq = 0
+        self._history: deque[Item] = deque(maxlen=history)
+        self._streams: set[asyncio.Queue[Item | None]] = set()
+        self._backlog = backlog
+        self._sinks: list[Sink] = []
+        self.emitted = 0
+        self.streams_ended = 0
+        """Streams ended because they fell too far behind (``/metrics``)."""
+
+    def add_sink(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
+    def emit(
+        self, kind: RelayEventKind, session_id: str, data: dict[str, Any], *, key: tuple[object, ...] | None = None
+    ) -> RelayEvent:
+        """``key`` identifies the event across emissions (a message's status); without it the event is unique."""
+        self.seq += 1
+        event = RelayEvent(
+            id=relay_event_id(kind, session_id, *(key if key is not None else (self.boot, self.seq))),
+            kind=kind,
+            session_id=session_id,
+            at=int(time.time() * 1000),
+            data=data,
+        )
+        self.emitted += 1
+        item = (self.seq, event)
+        self._history.append(item)
+        for q in list(self._streams):
+            try:
+                q.put_nowait(item)
+            except asyncio.QueueFull:
+                self._streams.discard(q)
+                self.streams_ended += 1
+                q.get_nowait()  # room for the end marker
+                q.put_nowait(None)
+        for sink in self._sinks:
+            try:
+                sink(event)
+            except Exception:
+                log.exception("an events sink failed on %s", kind)
+        return event
+
+    def subscribe(self, after: int | None = None) -> tuple[list[Item | Reset], Subscription]:
+        """A stream from now on, and what it missed since sequence ``after`` (``Reset`` first when the history no
+        longer reaches back that far). Both are taken at once, so nothing falls between them."""
+        sub = Subscription(self, self._backlog)
+        self._streams.add(sub.queue)
+        missed: list[Item | Reset] = []
+        if after is not None and after < self.seq:
+            oldest = self._history[0][0] if self._history else self.seq + 1
+            if after + 1 < oldest:
+                missed.append(Reset())
+            missed.extend(item for item in self._history if item[0] > after)
+        return missed, sub
+
+    def _unsubscribe(self, queue: asyncio.Queue[Item | None]) -> None:
+        self._streams.discard(queue)
+
+    # ---- what the sessions do ----
+
+    def watch(self, session: Session) -> None:
+        session.watcher = self._changed
+
+    def _changed(self, s: Session, name: str, old: Any) -> None:
+        if name == "state":
+            state = s.state
+            kind: RelayEventKind = (
+                "session.logged_out"
+                if state == SessionState.LOGGED_OUT
+                else "session.conflict"
+                if state == SessionState.CONFLICT
+                else "session.state"
+            )
+            data: dict[str, Any] = {"state": state.value, "previous": old.value if old is not None else None}
+            data["me"] = {"pn": s.me.pn, "lid": s.me.lid}
+            if s.last_error is not None and state != SessionState.OPEN:
+                data["last_error"] = {"code": s.last_error.code, "message": s.last_error.message}
+            self.emit(kind, s.id, data)
+        elif name == "qr" and s.qr:
+            valid_s = QR_FIRST_VALID_S if not old else QR_NEXT_VALID_S
+            self.emit(
+                "session.qr",
+                s.id,
+                {"qr": s.qr, "valid_s": valid_s, "expires_at": int((time.time() + valid_s) * 1000)},
+            )
+        elif name == "stale_since":
+            stale = s.stale_since is not None
+            data = {"stale": stale}
+            if stale:
+                data["since"] = int((s.stale_since or 0) * 1000)
+            self.emit("session.stale", s.id, data)
+
+    def created(self, s: Session) -> None:
+        self.emit("session.created", s.id, {"state": s.state.value})
+
+    def deleted(self, session_id: str) -> None:
+        self.emit("session.deleted", session_id, {})
+
+    def received(self, s: Session, count: int) -> None:
+        self.emit("message.received", s.id, {"count": count, "total": s.received_total})
+
+    def sent(self, s: Session, message_id: str, to: str) -> None:
+        self.emit(
+            "message.sent",
+            s.id,
+            {"message_id": message_id, "to": to, "total": s.sent_total},
+            key=("sent", message_id),
+        )
+
+    def statuses(self, session_id: str, updates: list[dict[str, Any]]) -> None:
+        """A ``messages.update`` from Baileys: the delivery and read receipts of what the account sent."""
+        for u in updates:
+            key = u.get("key") or {}
+            status = (u.get("update") or {}).get("status")
+            kind = WA_STATUS.get(status) if isinstance(status, int) else None
+            message_id = key.get("id")
+            if kind is None or not key.get("fromMe") or not isinstance(message_id, str):
+                continue
+            data = {"message_id": message_id, "to": key.get("remoteJid")}
+            self.emit(kind, session_id, data, key=(kind, message_id))  # type: ignore[arg-type]
