@@ -140,14 +140,14 @@ class Session:
         if u.connection == "connecting" and self.state not in PAIRING:
             self.state = SessionState.CONNECTING
         elif u.connection == "open":
-            self.state = SessionState.OPEN
+            if u.me is not None:  # before the state: its change event names the account
+                self.me = account_from_me(u.me.id, u.me.lid)
             self.qr = None
             self.failures = 0
             self.held_until = None
             self.opened_at = time.time()
             self.clear_stale()
-            if u.me is not None:
-                self.me = account_from_me(u.me.id, u.me.lid)
+            self.state = SessionState.OPEN
             self.log.info("open as %s", self.me.pn or self.me.lid)
         return self.state
 
