@@ -11,7 +11,7 @@ NPM_CI := npm ci --no-audit --no-fund --loglevel=error
 
 BRIDGE_SRC := $(wildcard bridge/src/*.ts) bridge/tsconfig.json
 
-.PHONY: help deps test test-py test-node test-bench lint fmt clean up check-infra package bench chaos test-chaos
+.PHONY: help deps test test-py test-node test-bench lint fmt clean up demo check-infra package bench chaos test-chaos
 
 help:
 	@echo "make deps    install Python (.venv) and Node dependencies, build the bridge"
@@ -19,6 +19,7 @@ help:
 	@echo "make lint    ruff, mypy and the bridge's TypeScript type check"
 	@echo "make fmt     format the Python code"
 	@echo "make up      the whole stack locally: DynamoDB Local + moto SQS, demo chatbot, inbound function, connector"
+	@echo "make demo    make up with a simulated phone and contacts: a live conversation in the dashboard, no account"
 	@echo "make check-infra  offline Terraform checks: terraform fmt -check, structural tests, checkov"
 	@echo "make package      the inbound Lambda's zip for AWS (python3.11, arm64) in dist/lambda/"
 	@echo "make bench        benchmarks beside bare Baileys; writes BENCHMARKS.md (BENCH_ARGS=... for sizes)"
@@ -100,6 +101,11 @@ test: lint test-node test-py check-infra test-bench test-chaos
 # CHATBOT_SECRET, WA_WEBSOCKET_URL, AWS_ENDPOINT_URL, SESSION_START_INTERVAL_S, DEDUP_TTL_S. State lives in .data/.
 up: deps
 	$(PY) -m infra.local.stack
+
+# The WhatsApp simulator plays the phone and its contacts (infra/local/demo.py); state in .data/demo, never in
+# make up's .data, and only this mode trusts the simulator's certificate root.
+demo: deps
+	$(PY) -m infra.local.demo
 
 clean:
 	rm -rf $(VENV) .venv-checkov dist bridge/node_modules bridge/dist tests/wasim/node_modules infra/local/node_modules

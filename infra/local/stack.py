@@ -41,7 +41,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO, cast
@@ -483,12 +483,33 @@ def _existing_queues(sqs: Any) -> dict[str, str] | None:
     return out
 
 
+SIMULATOR_TRUST = "WA_SIM_ROOT_PUB"
+"""Set (with the trust-root preload in ``NODE_OPTIONS``), the bridge would accept the WhatsApp simulator's
+certificate root: only the tests and ``make demo`` (``infra.local.demo``) may do that."""
+
+
+def untrusted(environ: MutableMapping[str, str]) -> None:
+    """Remove the simulator's root trust from ``environ``: ``make up`` links real accounts, and a bridge that trusted
+    another root could be pointed at a server that is not WhatsApp."""
+    if environ.pop(SIMULATOR_TRUST, None) is not None:
+        log.warning("%s is ignored by make up (only make demo and the tests trust the simulator)", SIMULATOR_TRUST)
+    options = environ.get("NODE_OPTIONS", "").split()
+    kept = [o for i, o in enumerate(options) if "trust-root" not in o and not _imports_trust_root(options, i)]
+    if kept != options:
+        environ["NODE_OPTIONS"] = " ".join(kept)
+
+
+def _imports_trust_root(options: list[str], i: int) -> bool:
+    return options[i] in ("--import", "--require", "-r") and i + 1 < len(options) and "trust-root" in options[i + 1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run wa-relay locally (make up).")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state: DynamoDB data, keys, logs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    untrusted(os.environ)
     stack = LocalStack(args.data_dir)
     try:
         stack.start()
