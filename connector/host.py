@@ -183,6 +183,10 @@ class RelayHost:
                 if s is not None and (count := sum(not m.key.fromMe for m in data.messages)):
                     s.received_total += count
                     self.hub.received(s, count)
+                folded = [m for m in data.messages if m.key.fromMe and m.status is not None]
+                if folded:
+                    updates = [{"key": m.key.model_dump(), "update": {"status": m.status}} for m in folded]
+                    self.hub.statuses(session, updates)
             elif isinstance(data, MessagesUpdate):
                 self.hub.statuses(session, data.updates)
             elif isinstance(data, LidMappingUpdate):

@@ -74,6 +74,9 @@ class WAMessage(WireModel):
     pushName: str | None = None
     messageStubType: int | str | None = None
     messageStubParameters: list[Any] | None = None
+    status: int | None = None
+    """``proto.WebMessageInfo.Status`` of a message the account sent: Baileys folds a receipt that arrives while its
+    own upsert of the sent message is still buffered into that upsert, instead of a ``messages.update``."""
 
 
 class Me(WireModel):

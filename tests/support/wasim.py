@@ -140,16 +140,17 @@ class WasimClient:
         body: dict[str, Any] = {"qr": qr, "phone": who.phone, "lid": who.lid}
         if device is not None:
             body["device"] = device
-        return (await self.request("POST", "/qr/scan", body))["account"]
+        return (await self.request("POST", "/qr/scan", body))["account"]  # type: ignore[no-any-return]
 
     async def enter_pairing_code(self, code: str, who: Person, device: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"code": code, "phone": who.phone, "lid": who.lid}
         if device is not None:
             body["device"] = device
-        return (await self.request("POST", "/pairing-code/enter", body))["account"]
+        return (await self.request("POST", "/pairing-code/enter", body))["account"]  # type: ignore[no-any-return]
 
     async def add_contact(self, who: Person, name: str) -> dict[str, Any]:
-        return (await self.request("POST", "/contacts", {"phone": who.phone, "lid": who.lid, "name": name}))["contact"]
+        body = {"phone": who.phone, "lid": who.lid, "name": name}
+        return (await self.request("POST", "/contacts", body))["contact"]  # type: ignore[no-any-return]
 
     async def send_text(
         self,
@@ -174,6 +175,13 @@ class WasimClient:
         if if_offline:
             body["if_offline"] = if_offline
         return await self.request("POST", "/messages/send", body)  # type: ignore[no-any-return]
+
+    async def read(self, contact: Person, account: Person, ids: list[str] | None = None) -> list[str]:
+        """The contact reads the account's messages (all it has not read, or ``ids``): read receipts to the account."""
+        body: dict[str, Any] = {"contact": contact.phone, "account": account.phone}
+        if ids is not None:
+            body["ids"] = ids
+        return (await self.request("POST", "/contacts/read", body))["read"]  # type: ignore[no-any-return]
 
     async def lid_mapping(self, to: Person, lid: str, pn: str) -> None:
         await self.request("POST", "/lid-mapping", {"to": to.phone, "lid": lid, "pn": pn})

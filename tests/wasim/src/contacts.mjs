@@ -53,6 +53,10 @@ export class Contact {
 	 * @type {Map<string, { account: string, id: string, text: string | null, at: number, count: number }>}
 	 */
 	#received = new Map()
+	/** The jid each received message was addressed to (phone number or LID): a read receipt comes from it. @type {Map<string, string>} */
+	#addressedTo = new Map()
+	/** Messages this phone marked read, by `${account} ${id}`. @type {Set<string>} */
+	#read = new Set()
 	/** @type {Map<string, number>} account phone -> how many of its next messages to treat as undecryptable */
 	#failNext = new Map()
 	/**
@@ -302,11 +306,13 @@ export class Contact {
 	 * @param {string} account phone @param {string} id @param {string | null} text
 	 * @returns {number} how many times this id has now arrived (1 = new)
 	 */
-	noteReceived(account, id, text) {
+	noteReceived(account, id, text, addressedTo = '') {
 		const key = `${account} ${id}`
 		const seen = this.#received.get(key)
 		if (seen) return ++seen.count
 		this.#received.set(key, { account, id, text, at: Date.now(), count: 1 })
+		if (addressedTo) this.#addressedTo.set(key, addressedTo)
+		if (this.#addressedTo.size > MAX_RECEIVED) this.#addressedTo.delete(/** @type {string} */ (this.#addressedTo.keys().next().value))
 		if (this.#received.size > MAX_RECEIVED) this.#received.delete(/** @type {string} */ (this.#received.keys().next().value))
 		return 1
 	}
@@ -315,6 +321,21 @@ export class Contact {
 	received(account) {
 		const all = [...this.#received.values()]
 		return account ? all.filter(m => m.account === account) : all
+	}
+
+	/**
+	 * Mark the account's messages read (all received and unread, or only `ids`): what a read receipt names.
+	 * @param {string} account @param {string[]} [ids] @returns {{ id: string, to: string }[]}
+	 */
+	markRead(account, ids) {
+		const out = []
+		for (const m of this.received(account)) {
+			const key = `${account} ${m.id}`
+			if ((ids && !ids.includes(m.id)) || this.#read.has(key)) continue
+			this.#read.add(key)
+			out.push({ id: m.id, to: this.#addressedTo.get(key) ?? '' })
+		}
+		return out
 	}
 
 	/** Treat the next `times` messages from the account as undecryptable (tests of the retry path). */

@@ -6,7 +6,7 @@ import { SimError, badRequest, conflict, notFound, notConnected } from './errors
 import { MAX_EVENTS } from './events.mjs'
 import { Contact } from './contacts.mjs'
 import { scanQr, enterPairingCode } from './pairing.mjs'
-import { sendContactMessage } from './messages.mjs'
+import { sendContactMessage, readMessages } from './messages.mjs'
 import { sendLidMapping } from './lid-mapping.mjs'
 import { disconnectAccount } from './disconnect.mjs'
 import { bareUser } from './wire.mjs'
@@ -159,6 +159,17 @@ const ROUTES = {
 			const account = accountOr404(sim, requireUser(body, 'account'))
 			contact.failNextFrom(account.phone, optionalInt(body, 'times', 1, 100) ?? 1)
 			return {}
+		}
+	},
+	'/contacts/read': {
+		POST: ({ sim, body }) => {
+			const contact = contactOr404(sim, requireUser(body, 'contact'))
+			const account = accountOr404(sim, requireUser(body, 'account'))
+			const ids = body.ids === undefined ? undefined : body.ids
+			if (ids !== undefined && (!Array.isArray(ids) || ids.length > 1000 || !ids.every(i => typeof i === 'string' && i.length > 0 && i.length <= 128))) {
+				throw badRequest('ids: an array of up to 1000 message ids')
+			}
+			return { read: readMessages(sim, contact, account, ids) }
 		}
 	},
 	'/lid-mapping': {

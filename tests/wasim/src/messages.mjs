@@ -147,7 +147,7 @@ export async function handleOutgoingMessage(sim, conn, node) {
 				const message = await contact.decryptFrom(account, enc.attrs.type, body)
 				const text = message.conversation || message.extendedTextMessage?.text || null
 				const retry = retrySucceeded(contact, account.phone, id)
-				const count = contact.noteReceived(account.phone, id, text)
+				const count = contact.noteReceived(account.phone, id, text, stanzaTo)
 				if (count === 1) {
 					sim.emit('message.outgoing', { account: account.phone, to: contact.phone, stanza_to: stanzaTo, id, enc: enc.attrs.type, text, message: message.toJSON(), retry })
 				} else {
@@ -166,6 +166,26 @@ export async function handleOutgoingMessage(sim, conn, node) {
 		else if (error) askForRetry(sim, conn, { account, contact, node, error })
 	}
 	if (!targets.length) report(stanzaTo, 'message has no recipients')
+}
+
+/**
+ * The contact opens the chat: a read receipt for each message from the account it has not read yet (or only `ids`),
+ * from the jid the message was addressed to, as a phone sends it. Baileys turns it into a `messages.update` with
+ * status READ.
+ * @param {import('./server.mjs').Simulator} sim
+ * @param {import('./contacts.mjs').Contact} contact
+ * @param {{ phone: string }} account
+ * @param {string[]} [ids]
+ */
+export function readMessages(sim, contact, account, ids) {
+	const conn = sim.connectionFor(account.phone)
+	if (!conn) throw notConnected(`account ${account.phone} has no open connection`)
+	const read = contact.markRead(account.phone, ids)
+	for (const { id, to } of read) {
+		conn.send({ tag: 'receipt', attrs: { from: to || contact.jid, id, type: 'read', t: unixNow() } })
+		sim.emit('receipt.read', { account: account.phone, contact: contact.phone, id })
+	}
+	return read.map(r => r.id)
 }
 
 /**

@@ -118,6 +118,26 @@ test('Baileys sends to a PN jid and to a LID jid; the contact decrypts both and 
 	await upsertWithText('alice again')
 })
 
+test('a contact reads what the account sent: a read receipt from the jid it was sent to, status READ in Baileys', async () => {
+	const mark = client.mark()
+	const key = /** @type {any} */ (await client.call('send', { jid: '88887770002@lid', text: 'read me, bob' }))
+	await wasim.waitEvent('message.outgoing', { text: 'read me, bob' })
+	const { read } = await wasim.post('/contacts/read', { contact: BOB.phone, account: ACCOUNT.phone, ids: [key.id] })
+	assert.deepEqual(read, [key.id])
+	await client.waitFor(
+		['messages.update', 'messages.upsert'],
+		(data, name) =>
+			name === 'messages.update'
+				? data.some((/** @type {any} */ u) => u.key.id === key.id && u.status === 4)
+				: data.key.id === key.id && data.status === 4,
+		{ from: mark }
+	)
+	// Read once: asking again reads nothing more.
+	assert.deepEqual((await wasim.post('/contacts/read', { contact: BOB.phone, account: ACCOUNT.phone, ids: [key.id] })).read, [])
+	const bad = await wasim.request('POST', '/contacts/read', { contact: BOB.phone, account: ACCOUNT.phone, ids: 'x' })
+	assert.equal(bad.status, 400)
+})
+
 test('chat states ("typing…") are recorded per chat, by phone number and by LID', async () => {
 	const after = await wasim.lastSeq()
 	await client.call('presence', { type: 'composing', jid: `${BOB.lid}@lid` })
