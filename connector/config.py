@@ -70,6 +70,9 @@ class Config(BaseSettings):
     inbound_queue_url: str | None = Field(None, validation_alias=_alias("INBOUND_QUEUE_URL"))
     outbound_queue_url: str | None = Field(None, validation_alias=_alias("OUTBOUND_QUEUE_URL"))
     outbound_queue_dlq_url: str | None = Field(None, validation_alias=_alias("OUTBOUND_QUEUE_DLQ_URL"))
+    events_queue_url: str | None = Field(None, validation_alias=_alias("EVENTS_QUEUE_URL"))
+    """Where lifecycle and message-status events go for ``EVENTS_URL`` (``connector.publish.events``); unset: none
+    are published (``GET /v1/events`` streams them either way)."""
     store_backend: Literal["dynamodb", "memory"] = Field("dynamodb", validation_alias=_alias("STORE_BACKEND"))
     bridge_script: Path = Field(DEFAULT_BRIDGE_SCRIPT, validation_alias=_alias("BRIDGE_SCRIPT"))
     node_binary: str = Field("node", min_length=1, validation_alias=_alias("NODE_BINARY"))

@@ -84,7 +84,20 @@ OUTBOUND_QUEUE = QueueSpec(
 poll receives after its death) invisible for this long, and in a FIFO queue they block the rest of their chat. A
 send takes well under a second; one that outlasts this is received again and re-sent with the same WhatsApp id,
 which the recipient's phone drops as a duplicate."""
-QUEUES = (INBOUND_QUEUE, OUTBOUND_QUEUE)
+EVENTS_FUNCTION_TIMEOUT_S = 30
+"""The events function's timeout: a batch is at most ten POSTs to ``EVENTS_URL`` of ``EVENTS_TIMEOUT_S`` (5 s) each,
+one session after another but sessions in parallel, so a batch of one slow session fits with room to spare."""
+EVENTS_QUEUE = QueueSpec(
+    "EVENTS_QUEUE_URL", "wa-relay-events.fifo", "wa-relay-events-dlq.fifo",
+    max_receive_count=20, visibility_timeout_s=6 * EVENTS_FUNCTION_TIMEOUT_S,
+)  # fmt: skip
+"""Lifecycle and message-status events for ``EVENTS_URL`` (``connector.contracts.RelayEvent``; group = session, dedup
+id = the event's stable id). The visibility timeout is six times the function's (AWS guidance); a record the receiver
+did not take is hidden for a backoff instead (``functions/events/logic.py``: 5 s doubling to 15 min), so the 20
+receives last about three hours of a receiver that is down before SQS moves the head event to the DLQ and the
+session's next events go on. A receiver that refuses an event for good (4xx) does not cost its session that wait: the
+function dead-letters it at once, with the reason."""
+QUEUES = (INBOUND_QUEUE, OUTBOUND_QUEUE, EVENTS_QUEUE)
 
 # AWS limits the code enforces itself (moto is lenient about some of them).
 DYNAMODB_BATCH_GET_MAX = 100
@@ -164,6 +177,7 @@ def terraform_resources() -> dict[str, Any]:
         "default_name_prefix": DEFAULT_NAME_PREFIX,
         "inbound_function_timeout_s": INBOUND_FUNCTION_TIMEOUT_S,
         "inbound_reserve_s": INBOUND_RESERVE_S,
+        "events_function_timeout_s": EVENTS_FUNCTION_TIMEOUT_S,
         "tables": {
             spec.env.removesuffix("_TABLE").lower(): {
                 "env": spec.env,

@@ -1,9 +1,10 @@
 """Build the Lambda functions' zip for the Lambda platform (CPython 3.11 on arm64), not for this machine.
 
-One zip holds both functions, each with its own handler: the inbound function (``functions.inbound.handler``) and
-the late-answer function (``functions.late.handler``). They share every dependency and most of their code (the
-late one queues replies with the inbound one's ``ReplyQueue``), so a second zip would double the build and the
-upload for a few kilobytes of difference, and one artifact cannot drift from the other.
+One zip holds every function, each with its own handler: the inbound function (``functions.inbound.handler``), the
+late-answer function (``functions.late.handler``) and the events function (``functions.events.handler``). They
+share every dependency and most of their code (the late one queues replies with the inbound one's ``ReplyQueue``,
+the events one signs like its chatbot client), so more zips would multiply the build and the upload for a few
+kilobytes of difference, and one artifact cannot drift from the other.
 
 Run by ``make package`` through ``infra/package.sh``. What goes in:
 
@@ -12,9 +13,9 @@ Run by ``make package`` through ``infra/package.sh``. What goes in:
   (``--only-binary=:all:``: nothing is compiled here, so nothing of this machine leaks in; ``--arch x86_64`` builds
   for x86_64 Lambda instead). manylinux2014 (glibc 2.17)
   and not a newer tag, because the python3.11 runtime runs on Amazon Linux 2 (glibc 2.26);
-- the first-party code: exactly the modules the two handlers import, transitively (found by reading
-  the import statements, not by importing: the handler reads its config from the environment at import), plus their
-  packages' ``__init__.py``. That is ``functions/{inbound,late}/*`` and ``connector/{__init__,contracts,resources}.py``;
+- the first-party code: exactly the modules the handlers import, transitively (found by reading the import
+  statements, not by importing: a handler reads its config from the environment at import), plus their packages'
+  ``__init__.py``. That is ``functions/{inbound,late,events}/*`` and ``connector/{__init__,contracts,resources}.py``;
   never the rest of ``connector/`` (aiohttp, aioboto3);
 
 and what stays out: ``__pycache__``/``.pyc`` (pip runs with ``--no-compile``; Lambda compiles in memory), pip's
@@ -51,6 +52,8 @@ ENTRY_MODULE = "functions.inbound.handler"
 HANDLER = f"{ENTRY_MODULE}.lambda_handler"
 LATE_ENTRY_MODULE = "functions.late.handler"
 LATE_HANDLER = f"{LATE_ENTRY_MODULE}.lambda_handler"
+EVENTS_ENTRY_MODULE = "functions.events.handler"
+EVENTS_HANDLER = f"{EVENTS_ENTRY_MODULE}.lambda_handler"
 FIRST_PARTY = ("connector", "functions")
 PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 """Lambda architecture → pip platform. infra/terraform deploys arm64; x86_64 is for emulators on x86 hosts that run
@@ -224,7 +227,11 @@ def write_zip(out: Path, files: dict[str, Path]) -> None:
 def build(out: Path, arch: str = "arm64", build_dir: Path | None = None) -> dict[str, str]:
     needed, connector_only = requirements(ROOT / "pyproject.toml")
     constraints = ROOT / "constraints.txt"
-    modules = {**first_party_modules(ENTRY_MODULE), **first_party_modules(LATE_ENTRY_MODULE)}
+    modules = {
+        **first_party_modules(ENTRY_MODULE),
+        **first_party_modules(LATE_ENTRY_MODULE),
+        **first_party_modules(EVENTS_ENTRY_MODULE),
+    }
     with tempfile.TemporaryDirectory(prefix="wa-relay-lambda-") as tmp:
         # a fresh tree every time: files of an older build must never reach the zip
         site = Path(tmp) / "site" if build_dir is None else build_dir
@@ -255,13 +262,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"package: {e}", file=sys.stderr)
         return 1
     size, took = int(result["size"]), time.monotonic() - started
-    print(f"Lambda bundle, inbound + late ({PLATFORMS[args.arch]}, python{PYTHON_VERSION}) in {took:.1f} s")
+    print(f"Lambda bundle, inbound + late + events ({PLATFORMS[args.arch]}, python{PYTHON_VERSION}) in {took:.1f} s")
     print(f"  path      {result['path']}")
     print(f"  size      {size} bytes ({size / 2**20:.1f} MiB)")
     print(f"  sha256    {result['sha256']}")
     print(f"  base64    {result['base64sha256']}  (Terraform's filebase64sha256 / source_code_hash)")
     print(f"  handler   {HANDLER}  runtime python{PYTHON_VERSION}  architectures [{args.arch}]")
     print(f"  handler   {LATE_HANDLER}  (the late-answer function, same zip)")
+    print(f"  handler   {EVENTS_HANDLER}  (the events function, same zip)")
     return 0
 
 

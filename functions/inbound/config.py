@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from connector.resources import IDEMPOTENCY_TABLE, INBOUND_QUEUE, LID_MAP_TABLE, OUTBOUND_QUEUE, SETTINGS_TABLE
 from functions.inbound.errors import InboundConfigError
-from functions.inbound.secret import CHATBOT_SECRET_ARN_ENV, fetch_secret_string
+from functions.inbound.secret import fetch_secret_string, secret_from_env
 
 INBOUND_DLQ_ENV = INBOUND_QUEUE.env.replace("_URL", "_DLQ_URL")  # INBOUND_QUEUE_DLQ_URL, as create_queues names it
 
@@ -89,19 +89,6 @@ class InboundConfig:
                 return True
             raise InboundConfigError(f"{name} must be true or false, got {raw!r}")
 
-        def chatbot_secret() -> str:
-            value, arn = env.get("CHATBOT_SECRET", "").strip(), env.get(CHATBOT_SECRET_ARN_ENV, "").strip()
-            if value and arn:
-                raise InboundConfigError(f"set only one of CHATBOT_SECRET and {CHATBOT_SECRET_ARN_ENV}")
-            if not value and not arn:
-                raise InboundConfigError(f"CHATBOT_SECRET or {CHATBOT_SECRET_ARN_ENV} must be set")
-            if value:
-                return value
-            fetched = fetch_secret(arn).strip()
-            if not fetched:
-                raise InboundConfigError(f"{CHATBOT_SECRET_ARN_ENV}: the secret {arn} is empty")
-            return fetched
-
         url = required("CHATBOT_URL")
         if not url.startswith(("https://", "http://")):
             raise InboundConfigError("CHATBOT_URL must be an http(s) URL")
@@ -126,5 +113,5 @@ class InboundConfig:
             retry_max_s=number("RETRY_MAX_S", cls.retry_max_s, 0),
             max_message_age_s=number("MAX_MESSAGE_AGE_S", cls.max_message_age_s, 0),
             # last: arguments are evaluated in order, so a bad variable above fails before any AWS call is made
-            chatbot_secret=chatbot_secret(),
+            chatbot_secret=secret_from_env(env, fetch_secret),
         )

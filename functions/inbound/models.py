@@ -17,7 +17,7 @@ def parse_body(body: str) -> InboundEnvelope:
     return InboundEnvelope.model_validate_json(body)
 
 
-def describe_invalid(error: ValidationError) -> str:
+def describe_invalid(error: ValidationError, what: str = "InboundEnvelope") -> str:
     """Why a record did not parse, from error types and locations only: the body (message text) never appears."""
     problems = []
     for item in error.errors(include_url=False, include_input=False, include_context=False):
@@ -26,4 +26,4 @@ def describe_invalid(error: ValidationError) -> str:
         loc = ".".join(str(p) for p in item["loc"])
         problems.append(f"{loc}: {item['type']}")
     shown = "; ".join(problems[:5]) + (f"; … {len(problems) - 5} more" if len(problems) > 5 else "")
-    return f"body is not a valid InboundEnvelope ({shown})"
+    return f"body is not a valid {what} ({shown})"

@@ -111,9 +111,10 @@ class DeadLetterQueue:
     record then failed and came back) is dropped by SQS, while another message with the same body, such as a copy
     the dead-letter tool put back that failed again, is a new dead letter and must not be dropped."""
 
-    def __init__(self, sqs: Any, url: str) -> None:
+    def __init__(self, sqs: Any, url: str, *, origin: str = ORIGIN) -> None:
         self._sqs = sqs
         self.url = url
+        self.origin = origin
 
     def send(
         self,
@@ -128,7 +129,7 @@ class DeadLetterQueue:
     ) -> None:
         attributes = {
             DEAD_LETTER_REASON: reason,
-            "origin": ORIGIN,
+            "origin": self.origin,
             "detail": "".join(c if c.isprintable() else "?" for c in detail),
             "session": session,
             "receive_count": receive_count,

@@ -8,6 +8,7 @@ put in an error message; errors name the secret's id (an ARN is not secret) and 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
@@ -48,3 +49,21 @@ def fetch_secret_string(secret_id: str, client: Any | None = None) -> str:
             f"{CHATBOT_SECRET_ARN_ENV}: {secret_id} has no SecretString (binary secrets are not supported)"
         )
     return value
+
+
+def secret_from_env(
+    env: Mapping[str, str], fetch_secret: Callable[[str], str], error: type[Exception] = InboundConfigError
+) -> str:
+    """The HMAC secret from exactly one of ``CHATBOT_SECRET`` (the value: local runs, tests) and
+    ``CHATBOT_SECRET_ARN`` (fetched from Secrets Manager); ``error`` names what is wrong, never the value."""
+    value, arn = env.get("CHATBOT_SECRET", "").strip(), env.get(CHATBOT_SECRET_ARN_ENV, "").strip()
+    if value and arn:
+        raise error(f"set only one of CHATBOT_SECRET and {CHATBOT_SECRET_ARN_ENV}")
+    if not value and not arn:
+        raise error(f"CHATBOT_SECRET or {CHATBOT_SECRET_ARN_ENV} must be set")
+    if value:
+        return value
+    fetched = fetch_secret(arn).strip()
+    if not fetched:
+        raise error(f"{CHATBOT_SECRET_ARN_ENV}: the secret {arn} is empty")
+    return fetched

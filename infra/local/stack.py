@@ -11,7 +11,8 @@ Starts, on 127.0.0.1 and in this order (``stop()`` tears down in reverse):
    ``functions.inbound.handler.lambda_handler`` in this process, and the late-answer function's Function URL
    (``infra.local.late``, ``functions.late.handler.lambda_handler`` in this process) on ``LATE_ANSWER_PORT`` (a free
    port by default): where a bot that answered ``202`` posts its answer. The demo chatbot gets its URL as
-   ``LATE_ANSWER_URL``.
+   ``LATE_ANSWER_URL``. With ``EVENTS_URL`` set, a second mapping, for ``events.fifo``, calling
+   ``functions.events.handler.lambda_handler``; the connector then publishes its events there.
 5. The connector, ``python -m connector``, as a child process whose output is relayed here.
 
 Decisions:
@@ -48,6 +49,8 @@ from typing import Any, TextIO, cast
 
 from connector.errors import ConfigError, RelayError
 from connector.resources import (
+    EVENTS_FUNCTION_TIMEOUT_S,
+    EVENTS_QUEUE,
     IDEMPOTENCY_TABLE,
     INBOUND_FUNCTION_TIMEOUT_S,
     INBOUND_QUEUE,
@@ -72,6 +75,8 @@ FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "te
 INBOUND_FUNCTION_NAME = "wa-relay-inbound"
 INBOUND_HANDLER_MODULE = "functions.inbound.handler"
 LATE_HANDLER_MODULE = "functions.late.handler"
+EVENTS_FUNCTION_NAME = "wa-relay-events"
+EVENTS_HANDLER_MODULE = "functions.events.handler"
 CONNECTOR_STOP_TIMEOUT_S = 30.0
 EXIT_CONFIG = 11
 EXIT_CHILD_FAILED = 1
@@ -189,6 +194,9 @@ class LocalStack:
         self.late_url = ""
         """The late-answer function's URL (a bot that answered 202 POSTs its signed answer here)."""
         self.late_server: LateAnswerServer | None = None
+        self.events_url = self._get("EVENTS_URL")
+        """Where the events function POSTs; ``None``: no events are published and no events function runs."""
+        self.events_runner: EventSourceRunner | None = None
         self.connector: _Child | None = None
         self.chatbot: _Child | None = None
 
@@ -225,6 +233,8 @@ class LocalStack:
         if self.with_runner:
             self._start_runner()
         self._start_late()
+        if self.with_runner and self.events_url:
+            self._start_events()
         if self.with_connector:
             self._start_connector()
 
@@ -373,6 +383,31 @@ class LocalStack:
         self.late_server.start()
         self._exit.callback(self.late_server.stop)
 
+    # ---- the events function ----
+
+    def events_env(self) -> dict[str, str]:
+        """What the events function reads (its Lambda configuration in Terraform)."""
+        return {
+            **self.aws_env,
+            "EVENTS_URL": self.events_url or "",
+            "CHATBOT_SECRET": self.chatbot_secret,
+            EVENTS_QUEUE.env: self.queue_urls[EVENTS_QUEUE.env],
+            EVENTS_QUEUE.dlq_env: self.queue_urls[EVENTS_QUEUE.dlq_env],
+        }
+
+    def _start_events(self) -> None:
+        """Like the inbound function: a second event source mapping, on ``events.fifo``, in this process."""
+        self._set_process_env(self.events_env())
+        sqs = self._client("sqs")
+        url = self.queue_urls[EVENTS_QUEUE.env]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.events_runner = EventSourceRunner(
+            sqs, url, arn, _load_handler(EVENTS_HANDLER_MODULE),
+            function_timeout_s=EVENTS_FUNCTION_TIMEOUT_S, function_name=EVENTS_FUNCTION_NAME,
+        )  # fmt: skip
+        self.events_runner.start()
+        self._exit.callback(self.events_runner.stop)
+
     # ---- the connector ----
 
     def connector_env(self) -> dict[str, str]:
@@ -397,6 +432,8 @@ class LocalStack:
         )
         if interval := self._get("SESSION_START_INTERVAL_S"):
             env["SESSION_START_INTERVAL_S"] = interval
+        if self.events_url:  # published only when the events function consumes them, as in Terraform
+            env[EVENTS_QUEUE.env] = self.queue_urls[EVENTS_QUEUE.env]
         return env
 
     def _resolve_connector_settings(self) -> None:
@@ -439,6 +476,8 @@ class LocalStack:
         if self.with_runner:
             lines.append(f"  Function   {INBOUND_HANDLER_MODULE} in process, fed from inbound.fifo")
         lines.append(f"  Late URL   {self.late_url} (a bot that answered 202 POSTs its signed answer here)")
+        if self.events_url:
+            lines.append(f"  Events     {self.events_url} (EVENTS_URL: {EVENTS_HANDLER_MODULE} in process, signed)")
         wa = self._get("WA_WEBSOCKET_URL")
         lines.append(f"  WhatsApp   {wa + ' (WA_WEBSOCKET_URL)' if wa else 'the real WhatsApp servers'}")
         if self.aws_endpoint_url:

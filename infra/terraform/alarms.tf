@@ -17,6 +17,7 @@ locals {
   dead_letter_queues = {
     inbound  = aws_sqs_queue.inbound_dlq.name
     outbound = aws_sqs_queue.outbound_dlq.name
+    events   = aws_sqs_queue.events_dlq.name
   }
 }
 
@@ -62,6 +63,25 @@ resource "aws_cloudwatch_metric_alarm" "late_errors" {
   namespace           = "AWS/Lambda"
   metric_name         = "Errors"
   dimensions          = { FunctionName = aws_lambda_function.late.function_name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+# Crashes, timeouts and configuration errors of the events function (a receiver's 4xx/5xx are not function errors:
+# those events are retried or dead-lettered, and the DLQ alarm above covers them).
+resource "aws_cloudwatch_metric_alarm" "events_errors" {
+  count               = local.events_enabled ? 1 : 0
+  alarm_name          = "${var.name_prefix}-events-function-errors"
+  alarm_description   = "The events function failed (crash, timeout or configuration); see ${local.events_log_group_name}."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = aws_lambda_function.events[0].function_name }
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1

@@ -71,6 +71,8 @@ locals {
     # "" = WhatsApp itself: both Config and the bridge (`process.env.WA_WEBSOCKET_URL || undefined`) treat an empty
     # value as unset.
     WA_WEBSOCKET_URL = var.wa_websocket_url
+    # "" (unset for Config) without events_url: nothing consumes the queue then, so nothing is published to it.
+    (local.queues.events.env) = local.events_enabled ? aws_sqs_queue.events.url : ""
   }
 }
 

@@ -172,6 +172,60 @@ resource "aws_iam_role_policy" "late" {
 }
 
 ################################################################################
+# Events function
+################################################################################
+
+resource "aws_iam_role" "events" {
+  name               = "${local.events_function_name}-function"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "events" {
+  # What the event source mapping does with the function's role, plus the code's ChangeMessageVisibility (backoff).
+  statement {
+    sid       = "ConsumeEventsQueue"
+    actions   = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+    resources = [aws_sqs_queue.events.arn]
+  }
+
+  # Events the receiver refuses for good, and malformed ones, are moved to the DLQ by the code.
+  statement {
+    sid       = "SendDeadLetters"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.events_dlq.arn]
+  }
+
+  statement {
+    sid       = "ReadChatbotSecret"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.chatbot_secret.arn]
+  }
+
+  statement {
+    sid       = "UseKeyViaServices"
+    actions   = local.kms_data_actions
+    resources = [aws_kms_key.this.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = [local.kms_via.sqs, local.kms_via.secretsmanager, local.kms_via.lambda]
+    }
+  }
+
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.events.arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "events" {
+  name   = "events"
+  role   = aws_iam_role.events.id
+  policy = data.aws_iam_policy_document.events.json
+}
+
+################################################################################
 # Connector: task execution role (ECS agent: pull the image, write logs, inject the API key)
 ################################################################################
 
@@ -299,6 +353,16 @@ data "aws_iam_policy_document" "connector_task" {
     sid       = "ConsumeOutbound"
     actions   = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"]
     resources = [aws_sqs_queue.outbound.arn]
+  }
+
+  # Lifecycle and message-status events for EVENTS_URL (connector/publish/events.py), only while events_url is set.
+  dynamic "statement" {
+    for_each = local.events_enabled ? [1] : []
+    content {
+      sid       = "PublishEvents"
+      actions   = ["sqs:SendMessage"]
+      resources = [aws_sqs_queue.events.arn]
+    }
   }
 
   # Malformed outbound bodies are moved to the DLQ by the code.

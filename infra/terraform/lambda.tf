@@ -177,3 +177,82 @@ resource "aws_lambda_permission" "late_invoke" {
   function_name = aws_lambda_function.late.function_name
   principal     = "*"
 }
+
+# The events function: events.fifo -> a signed POST of each lifecycle or message-status event to var.events_url
+# (functions/events). Only with events_url set; the queue, role and log group exist either way (they cost nothing).
+
+locals {
+  # Every variable EventsConfig.from_env reads that is not left at its default (tests/infra derives the list).
+  events_environment = {
+    EVENTS_URL = var.events_url
+    # The chatbot's secret: a receiver verifies events and chatbot calls with the same one.
+    CHATBOT_SECRET_ARN            = aws_secretsmanager_secret.chatbot_secret.arn
+    (local.queues.events.env)     = aws_sqs_queue.events.url
+    (local.queues.events.dlq_env) = aws_sqs_queue.events_dlq.url
+    POWERTOOLS_SERVICE_NAME       = "wa-relay"
+  }
+}
+
+resource "aws_lambda_function" "events" {
+  #checkov:skip=CKV_AWS_116:SQS-triggered: undeliverable events go to the events queue's own DLQ (redrive policy and the code); a function-level DLQ is only used for asynchronous invocations.
+  #checkov:skip=CKV_AWS_117:The function calls only AWS APIs and the receiver's public HTTPS URL; a VPC would add NAT or endpoints and cold-start cost for no isolation gain.
+  #checkov:skip=CKV_AWS_115:Concurrency is bounded by the event source mapping's maximum_concurrency; reserved concurrency would take from the account pool and fails on new accounts whose limit is 10.
+  #checkov:skip=CKV_AWS_272:The zip is built by `make package` in CI and deployed by Terraform; no AWS Signer profile is part of this stack.
+  #checkov:skip=CKV_AWS_50:X-Ray tracing needs xray:PutTraceSegments with Resource "*", which the no-wildcard IAM rule forbids; logs carry the event ids instead.
+  count         = local.events_enabled ? 1 : 0
+  function_name = local.events_function_name
+  description   = "wa-relay events: SQS FIFO -> signed POST to EVENTS_URL"
+  role          = aws_iam_role.events.arn
+
+  # The inbound function's zip: it holds every handler (infra/package.py).
+  filename         = local.inbound_package_path
+  source_code_hash = filebase64sha256(local.inbound_package_path)
+  handler          = "functions.events.handler.lambda_handler"
+  runtime          = "python3.11"
+  architectures    = ["arm64"]
+
+  # Ten POSTs of EVENTS_TIMEOUT_S (5 s) per session at most, sessions in parallel (connector/resources.py).
+  timeout     = local.events_function_timeout
+  memory_size = 256
+
+  kms_key_arn = aws_kms_key.this.arn
+
+  environment {
+    variables = local.events_environment
+  }
+
+  logging_config {
+    log_format            = "JSON"
+    log_group             = aws_cloudwatch_log_group.events.name
+    application_log_level = "INFO"
+    system_log_level      = "WARN"
+  }
+
+  tracing_config {
+    mode = "PassThrough"
+  }
+
+  depends_on = [aws_iam_role_policy.events]
+}
+
+resource "aws_lambda_event_source_mapping" "events" {
+  count            = local.events_enabled ? 1 : 0
+  event_source_arn = aws_sqs_queue.events.arn
+  function_name    = aws_lambda_function.events[0].arn
+  # FIFO's maximum: a batch holds several sessions' events, each session in order.
+  batch_size = 10
+  # A failed event fails only itself and the rest of its session; the other sessions' events are deleted.
+  function_response_types = ["ReportBatchItemFailures"]
+
+  # Events are small and the receiver is one endpoint: two concurrent batches (the minimum) do not flood it.
+  scaling_config {
+    maximum_concurrency = 2
+  }
+
+  lifecycle {
+    precondition {
+      condition     = aws_sqs_queue.events.visibility_timeout_seconds >= 6 * aws_lambda_function.events[0].timeout
+      error_message = "The events queue's visibility timeout must be at least 6 x the function timeout (AWS guidance; fix connector/resources.py and regenerate resources.json)."
+    }
+  }
+}

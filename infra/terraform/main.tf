@@ -14,6 +14,10 @@ locals {
   # The late-answer function ships in the inbound function's zip (infra/package.py), with its own handler.
   late_function_name    = "${var.name_prefix}-late"
   late_function_timeout = 15
+  # The events function (same zip) exists only with an EVENTS_URL to post to.
+  events_enabled          = var.events_url != ""
+  events_function_name    = "${var.name_prefix}-events"
+  events_function_timeout = local.resources.events_function_timeout_s
 
   connector_name      = "${var.name_prefix}-connector"
   connector_container = "connector"
@@ -33,8 +37,12 @@ locals {
   connector_log_group_name = "/ecs/${local.connector_name}"
   inbound_log_group_name   = "/aws/lambda/${local.inbound_function_name}"
   late_log_group_name      = "/aws/lambda/${local.late_function_name}"
+  events_log_group_name    = "/aws/lambda/${local.events_function_name}"
   log_group_arns = [
-    for name in [local.connector_log_group_name, local.inbound_log_group_name, local.late_log_group_name] :
+    for name in [
+      local.connector_log_group_name, local.inbound_log_group_name, local.late_log_group_name,
+      local.events_log_group_name,
+    ] :
     "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${name}"
   ]
 }

@@ -73,6 +73,21 @@ output "outbound_dlq_url" {
   value       = try(aws_sqs_queue.outbound_dlq.url, null)
 }
 
+output "events_queue_url" {
+  description = "URL of the events FIFO queue (connector -> events function -> EVENTS_URL)."
+  value       = try(aws_sqs_queue.events.url, null)
+}
+
+output "events_dlq_url" {
+  description = "URL of the events queue's FIFO DLQ (events the receiver refused, or never took)."
+  value       = try(aws_sqs_queue.events_dlq.url, null)
+}
+
+output "events_function_name" {
+  description = "Name of the events Lambda function (null without events_url)."
+  value       = try(aws_lambda_function.events[0].function_name, null)
+}
+
 output "auth_table" {
   description = "DynamoDB table of creds, leases and Signal keys."
   value       = try(aws_dynamodb_table.auth.name, null)

@@ -77,3 +77,39 @@ resource "aws_sqs_queue_redrive_allow_policy" "outbound_dlq" {
     sourceQueueArns   = [aws_sqs_queue.outbound.arn]
   })
 }
+
+# Lifecycle and message-status events for EVENTS_URL (connector -> function): one message group per session. Created
+# whether or not events_url is set (an empty queue costs nothing); the connector only publishes, and the function
+# only exists, when it is.
+resource "aws_sqs_queue" "events_dlq" {
+  name                        = "${var.name_prefix}-${local.queues.events.dlq_suffix}"
+  fifo_queue                  = true
+  content_based_deduplication = false
+  message_retention_seconds   = local.dlq_retention_s
+  kms_master_key_id           = aws_kms_key.this.arn
+}
+
+resource "aws_sqs_queue" "events" {
+  name                        = "${var.name_prefix}-${local.queues.events.suffix}"
+  fifo_queue                  = true
+  content_based_deduplication = false
+  deduplication_scope         = "messageGroup"
+  fifo_throughput_limit       = "perMessageGroupId"
+  # 6x the function timeout (connector/resources.py); a record the receiver did not take is hidden for a backoff by
+  # the function itself.
+  visibility_timeout_seconds = local.queues.events.visibility_timeout_s
+  kms_master_key_id          = aws_kms_key.this.arn
+
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.events_dlq.arn
+    maxReceiveCount     = local.queues.events.max_receive_count
+  })
+}
+
+resource "aws_sqs_queue_redrive_allow_policy" "events_dlq" {
+  queue_url = aws_sqs_queue.events_dlq.id
+  redrive_allow_policy = jsonencode({
+    redrivePermission = "byQueue"
+    sourceQueueArns   = [aws_sqs_queue.events.arn]
+  })
+}

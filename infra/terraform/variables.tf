@@ -122,6 +122,17 @@ variable "wa_websocket_url" {
   }
 }
 
+variable "events_url" {
+  description = "Where the events function POSTs lifecycle and message-status events (EVENTS_URL), signed with the chatbot secret. \"\" = no events function and no events published. HTTPS only: QR references are in the bodies."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.events_url == "" || can(regex("^https://[^\\s/]+", var.events_url))
+    error_message = "events_url must be empty or an https:// URL."
+  }
+}
+
 variable "dedup_ttl_s" {
   description = "How long an inbound event_id and a sent reply are remembered (DEDUP_TTL_S), in seconds."
   type        = number

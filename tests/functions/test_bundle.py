@@ -22,13 +22,15 @@ HANDLER_ENV = {
     "CHATBOT_SECRET_ARN": "",  # empty = unset, whatever the caller's environment holds
     "OUTBOUND_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/wa-relay-outbound.fifo",
     "INBOUND_QUEUE_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/1/wa-relay-inbound-dlq.fifo",
+    "EVENTS_URL": "https://hooks.example/relay",
+    "EVENTS_QUEUE_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/1/wa-relay-events-dlq.fifo",
 }
 """What the handler needs at import (its config, and boto3 clients that are created but never called)."""
 
 
 def import_handler(prelude: str, then: str = "") -> None:
-    """In a fresh interpreter of this venv, in the repo: runs ``prelude``, imports both handler modules (the inbound
-    and the late-answer function share one zip) as Lambda's cold start would, then runs ``then``; fails the test
+    """In a fresh interpreter of this venv, in the repo: runs ``prelude``, imports every handler module (the inbound,
+    late-answer and events functions share one zip) as Lambda's cold start would, then runs ``then``; fails the test
     with the interpreter's stderr if anything raises."""
     script = "\n".join(
         [
@@ -37,6 +39,8 @@ def import_handler(prelude: str, then: str = "") -> None:
             "assert callable(handler.lambda_handler)",
             "import functions.late.handler as late",
             "assert callable(late.lambda_handler)",
+            "import functions.events.handler as events",
+            "assert callable(events.lambda_handler)",
             textwrap.dedent(then),
             'print("ok")',
         ]

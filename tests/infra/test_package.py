@@ -21,6 +21,7 @@ from tests.functions.test_bundle import import_handler
 ROOT = Path(__file__).resolve().parents[2]
 HANDLER = "functions.inbound.handler.lambda_handler"
 LATE_HANDLER = "functions.late.handler.lambda_handler"
+EVENTS_HANDLER = "functions.events.handler.lambda_handler"
 PYDANTIC_CORE_SO = "pydantic_core/_pydantic_core.cpython-311-aarch64-linux-gnu.so"
 EM_AARCH64 = 183  # ELF e_machine of arm64
 CONNECTOR_ONLY_OR_DEV = (
@@ -92,11 +93,12 @@ def test_output_names_the_artifact_and_the_handler(builds: tuple[Build, Build]) 
     assert f"size      {build.path.stat().st_size} bytes" in build.output
     assert HANDLER in build.output
     assert LATE_HANDLER in build.output
+    assert EVENTS_HANDLER in build.output
 
 
 def test_holds_the_handler_and_only_the_connector_modules_it_imports(bundle: zipfile.ZipFile) -> None:
     names = bundle.namelist()
-    assert {"functions/inbound/handler.py", "functions/late/handler.py"} <= set(names)
+    assert {"functions/inbound/handler.py", "functions/late/handler.py", "functions/events/handler.py"} <= set(names)
     assert {n for n in names if n.startswith("connector/")} == {
         "connector/__init__.py",
         "connector/contracts.py",

@@ -17,6 +17,7 @@ import pytest
 
 from connector import resources
 from connector.config import Config, load_config
+from functions.events.config import EventsConfig
 from functions.inbound.config import InboundConfig
 from functions.late.config import LateConfig
 from functions.late.pending import KEY_PREFIX as LATE_KEY_PREFIX
@@ -71,6 +72,7 @@ CONSTRAINED_VARIABLES = {
     "subnet_ids",
     "chatbot_url",
     "wa_websocket_url",
+    "events_url",
     "dedup_ttl_s",
     "session_start_interval_s",
     "log_level",
@@ -239,7 +241,8 @@ def test_tables_match_the_code(model: Model) -> None:
 
 
 def test_inbound_function_and_its_event_source_mapping(model: Model) -> None:
-    assert_ok(check_inbound_function(model, resources.INBOUND_FUNCTION_TIMEOUT_S))
+    timeouts = {"inbound": resources.INBOUND_FUNCTION_TIMEOUT_S, "events": resources.EVENTS_FUNCTION_TIMEOUT_S}
+    assert_ok(check_inbound_function(model, timeouts))
     inbound = model.of_type("aws_sqs_queue")["inbound"]
     assert model.eval(inbound["visibility_timeout_seconds"]) >= 6 * resources.INBOUND_FUNCTION_TIMEOUT_S
     # Terraform itself refuses a plan that breaks the rule (for whoever edits the .tf files without running the tests).
@@ -307,7 +310,7 @@ def test_iam_has_no_wildcards_beyond_the_reasoned_exceptions(model: Model) -> No
 
 def test_one_role_per_component(model: Model) -> None:
     roles = set(model.of_type("aws_iam_role"))
-    assert roles == {"inbound", "late", "connector_execution", "connector_task"}
+    assert roles == {"inbound", "late", "events", "connector_execution", "connector_task"}
     attached = {model.eval(b["role"]).address for b in model.of_type("aws_iam_role_policy").values()}
     assert attached == {f"aws_iam_role.{r}" for r in roles}
 
@@ -349,6 +352,9 @@ def test_outputs_the_readme_uses(model: Model) -> None:
         "inbound_dlq_url",
         "outbound_queue_url",
         "outbound_dlq_url",
+        "events_queue_url",
+        "events_dlq_url",
+        "events_function_name",
         "auth_table",
         "lid_map_table",
         "idempotency_table",
@@ -481,3 +487,83 @@ def test_late_environment_covers_what_the_function_reads(model: Model) -> None:
     defaults = {"CHATBOT_SECRET": "never the value in an environment variable: CHATBOT_SECRET_ARN is set instead"}
     assert_ok(check_env("late function", env.read, set(variables), defaults))
     assert config.idempotency_table == resources.IDEMPOTENCY_TABLE.default_name
+
+
+# ---- the events function ----
+
+EVENTS_URL = "https://hooks.example/relay"
+
+# Names EventsConfig.from_env reads that Terraform deliberately leaves unset, and why.
+EVENTS_DEFAULTS = {
+    "CHATBOT_SECRET": "never the value in an environment variable: CHATBOT_SECRET_ARN is set instead (exactly one)",
+    "EVENTS_TIMEOUT_S": "the code's 5 s per POST, which the function timeout (connector/resources.py) is sized for",
+}
+
+
+def events_model(events_url: str) -> Model:
+    m = Model.from_dir()
+    m.var_values.update(example_vars(), events_url=events_url)
+    return m
+
+
+def counted(model: Model, address: str) -> bool:
+    """Whether ``count = local.events_enabled ? 1 : 0`` creates the resource with the model's variables."""
+    type_, name = address.split(".")
+    return model.eval(model.of_type(type_)[name]["count"].replace(" ? 1 : 0", "")) is True
+
+
+@pytest.mark.parametrize("events_url", ["", EVENTS_URL])
+def test_the_events_function_exists_only_with_an_events_url(events_url: str) -> None:
+    m = events_model(events_url)
+    enabled = events_url != ""
+    for address in (
+        "aws_lambda_function.events",
+        "aws_lambda_event_source_mapping.events",
+        "aws_cloudwatch_metric_alarm.events_errors",
+    ):
+        assert m.of_type(address.split(".")[0])[address.split(".")[1]]["count"] == "${local.events_enabled ? 1 : 0}"
+        assert counted(m, address) is enabled, address
+    # The connector publishes only when something consumes the queue, and may send to it only then.
+    env = {e["name"]: e["value"] for e in m.local("connector_container_definition")["environment"]}
+    assert (env[resources.EVENTS_QUEUE.env] == Ref("aws_sqs_queue.events.url")) is enabled
+    assert load_config(connector_environment(m)).events_queue_url == (
+        plausible(m, Ref("aws_sqs_queue.events.url")) if enabled else None
+    )
+    publish = [st for st in statements(m, "connector_task") if st.sid == "PublishEvents"]
+    assert [(st.actions, st.resources) for st in publish] == (
+        [(["sqs:SendMessage"], [Ref("aws_sqs_queue.events.arn")])] if enabled else []
+    )
+
+
+def test_events_environment_covers_what_the_function_reads() -> None:
+    m = events_model(EVENTS_URL)
+    config, env, variables = function_environment(m, "events", EventsConfig.from_env)
+    assert "CHATBOT_SECRET" not in variables
+    assert_ok(check_env("events function", env.read, set(variables), EVENTS_DEFAULTS))
+    assert config.events_url == EVENTS_URL
+    assert config.queue_url and config.queue_url.endswith(resources.EVENTS_QUEUE.name)
+    assert config.dlq_url.endswith(resources.EVENTS_QUEUE.dlq_name)
+    fn = m.of_type("aws_lambda_function")["events"]
+    assert m.eval(fn["handler"]) == "functions.events.handler.lambda_handler"
+    assert m.eval(fn["filename"]) == m.eval(m.of_type("aws_lambda_function")["inbound"]["filename"])
+    # A whole batch of one session (10 POSTs of the default timeout) is bounded by the function's timeout and the
+    # queue's visibility by six times that.
+    assert m.eval(fn["timeout"]) == resources.EVENTS_FUNCTION_TIMEOUT_S
+    assert resources.EVENTS_QUEUE.visibility_timeout_s >= 6 * resources.EVENTS_FUNCTION_TIMEOUT_S
+
+
+def test_events_function_reaches_only_its_queues_the_secret_and_its_logs(model: Model) -> None:
+    found = list(statements(model, "events"))
+    sqs = sorted((sorted(st.actions), st.resources) for st in found if any(a.startswith("sqs:") for a in st.actions))
+    assert sqs == [
+        (
+            ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
+            [Ref("aws_sqs_queue.events.arn")],
+        ),
+        (["sqs:SendMessage"], [Ref("aws_sqs_queue.events_dlq.arn")]),
+    ]
+    assert not [st for st in found if any(a.startswith("dynamodb:") for a in st.actions)], "no table at all"
+    [secret] = [st for st in found if "secretsmanager:GetSecretValue" in st.actions]
+    assert secret.resources == [Ref("aws_secretsmanager_secret.chatbot_secret.arn")]
+    [logs] = [st for st in found if "logs:PutLogEvents" in st.actions]
+    assert [str(r) for r in logs.resources] == ["<aws_cloudwatch_log_group.events.arn>:*"]

@@ -39,7 +39,7 @@ class Ref:
     @property
     def address(self) -> str:
         """``aws_sqs_queue.inbound_dlq`` (or ``data.x.y``)."""
-        parts = self.expr.split(".")
+        parts = re.sub(r"\[\d+\]", "", self.expr).split(".")  # aws_x.y[0].arn: one of a counted resource
         return ".".join(parts[:3] if parts[0] == "data" else parts[:2])
 
     @property
@@ -241,6 +241,9 @@ class Model:
         ):
             env = self.local(m[2])
             return [{"name": k, "value": env[k]} for k in sorted(env)]
+        if m := re.fullmatch(r'([\w.]+) (==|!=) "([^"$]*)"', e):  # a comparison with a literal, as local.events_enabled
+            equal = _as_text(self._expr(m[1], scope)) == m[3]
+            return equal if m[2] == "==" else not equal
         if m := re.fullmatch(r"([\w.!]+) \? (\[[^\]]*\]|[\w.\"]+) : (\[[^\]]*\]|[\w.\"]+)", e):
             condition = self._expr(m[1], scope)
             if not isinstance(condition, bool):
@@ -466,9 +469,10 @@ def check_tables(model: Model, expected: list[TableExpectation]) -> Problems:
     return problems
 
 
-def check_inbound_function(model: Model, timeout_s: int) -> Problems:
-    """Lambda python3.11/arm64 with the code's timeout; its SQS mapping reports batch item failures, batches ≤ 10,
-    has a maximum concurrency, and the queue's visibility timeout is at least 6 x the function timeout."""
+def check_inbound_function(model: Model, timeout_s: int | Mapping[str, int]) -> Problems:
+    """Lambdas python3.11/arm64 with the code's timeout (one for all, or by function resource name); their SQS
+    mappings report batch item failures, batch ≤ 10, have a maximum concurrency, and each queue's visibility timeout
+    is at least 6 x its function's timeout."""
     problems: Problems = []
     mappings = model.of_type("aws_lambda_event_source_mapping")
     if not mappings:
@@ -499,8 +503,9 @@ def check_inbound_function(model: Model, timeout_s: int) -> Problems:
         fn = model.resource(function.address)
         timeout = model.eval(fn.get("timeout"))
         visibility = model.eval(model.resource(queue.address).get("visibility_timeout_seconds"))
-        if timeout != timeout_s:
-            problems.append(f"{function.address}: timeout {timeout!r} != the code's {timeout_s}")
+        expected = timeout_s if isinstance(timeout_s, int) else timeout_s.get(function.address.split(".")[1])
+        if timeout != expected:
+            problems.append(f"{function.address}: timeout {timeout!r} != the code's {expected}")
         if not (isinstance(visibility, int) and isinstance(timeout, int) and visibility >= 6 * timeout):
             problems.append(f"{queue.address}: visibility timeout {visibility!r} < 6 x function timeout {timeout!r}")
         if fn.get("runtime") != "python3.11":
