@@ -501,8 +501,8 @@ class SessionManager:
             s.wiped, s.stored = True, False  # wiped on purpose: the fresh QR that follows is wanted
             await self._wipe(s.id)
             if decision.action in STOPPED_BECAUSE:
+                s.record_error(code, STOPPED_BECAUSE[decision.action])  # first: the state's event carries it
                 s.state = SessionState.STOPPED
-                s.record_error(code, STOPPED_BECAUSE[decision.action])
                 s.log.warning("%s (its unregistered creds wiped)", STOPPED_BECAUSE[decision.action])
                 return
             s.log.warning("closed during pairing (%s: %s); creds reset, a fresh QR follows", code, reason)

@@ -107,8 +107,8 @@ class Ownership:
         if s.owner != owner:
             s.log.info("owned by %s until %s; not started here, acquisition retried", owner, int(until))
         s.owner, s.owner_until = owner, until
-        s.state = SessionState.STOPPED
-        s.qr = None
         s.record_error(None, f"owned by {owner} until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(until))}")
+        s.state = SessionState.STOPPED  # after the error: the state's event carries it
+        s.qr = None
         delay = min(self.ttl_s, max(1.0, until - time.time())) + random.uniform(0, 1.0)
         self.retries.later(s, delay, "lease-retry")
