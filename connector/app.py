@@ -1,7 +1,8 @@
 """The application factory: builds every component from the ``Config`` and wires them (STYLE rules 2 and 5).
 
 ``create_app(cfg)`` returns an unstarted ``web.Application``. Components start in ``cleanup_ctx`` order and stop in
-reverse: stores → publisher → session manager (leases, the bridge, sessions) → chat states → outbound consumer. Tests
+reverse: stores → publisher → events publisher (with ``EVENTS_QUEUE_URL``) → session manager (leases, the bridge,
+sessions) → chat states → outbound consumer. Tests
 inject memory stores, a publisher and a fake bridge through the keyword overrides. This is the only module that knows
 the concrete classes; the DynamoDB stores and the SQS clients are imported inside their factories, so a memory-backed
 app (and the tests that build one) never loads aioboto3.
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from connector.api import (
     API_KEY_KEY,
+    EVENT_QUEUE_KEY,
     EVENTS_KEY,
     MANAGER_KEY,
     REPLIES_KEY,
@@ -29,6 +31,7 @@ from connector.config import ROOT, Config
 from connector.events import EventHub
 from connector.manager import SessionManager
 from connector.publish import InboundPublisher, MemoryPublisher
+from connector.publish.events import EventQueue
 from connector.replies import Replies
 from connector.sidecar import BridgeClient, BridgeCommand
 from connector.sidecar.client import BridgeFactory, BridgeHost
@@ -118,6 +121,14 @@ def make_publisher(cfg: Config) -> InboundPublisher:
     return MemoryPublisher()
 
 
+def make_event_queue(cfg: Config) -> EventQueue | None:
+    """The ``events.fifo`` publisher, when ``EVENTS_QUEUE_URL`` is set (Terraform and ``make up`` set it only with an
+    ``EVENTS_URL`` to deliver to)."""
+    if not cfg.events_queue_url:
+        return None
+    return EventQueue(cfg.events_queue_url, region=cfg.aws_region, endpoint_url=cfg.aws_endpoint_url)
+
+
 def bridge_factory(cfg: Config) -> BridgeFactory:
     env = {"WA_WEBSOCKET_URL": cfg.wa_websocket_url} if cfg.wa_websocket_url else {}
     command = BridgeCommand(script=cfg.bridge_script, node=cfg.node_binary, env=env, cwd=ROOT)
@@ -166,6 +177,9 @@ def create_app(
         log.warning("no lease store: run only one connector on these tables")
     publisher = publisher or make_publisher(cfg)
     hub = EventHub()
+    event_queue = make_event_queue(cfg)
+    if event_queue is not None:
+        hub.add_sink(event_queue)
     manager = SessionManager(
         cfg.sessions,
         bridge=bridge or bridge_factory(cfg),
@@ -186,6 +200,8 @@ def create_app(
     app[REPLIES_KEY] = replies
     app[SETTINGS_KEY] = stores.settings
     app[EVENTS_KEY] = hub
+    if event_queue is not None:
+        app[EVENT_QUEUE_KEY] = event_queue
     add_routes(app)
 
     seen: set[int] = set()
@@ -194,6 +210,9 @@ def create_app(
             seen.add(id(store))
             app.cleanup_ctx.append(_lifecycle(name, store))
     app.cleanup_ctx.append(_lifecycle("publisher", publisher))
+    if event_queue is not None:
+        # Before the manager, so it stops after it: the manager's stop emits the sessions' last state changes.
+        app.cleanup_ctx.append(_lifecycle("events publisher", event_queue))
     app.cleanup_ctx.append(_lifecycle("session manager", manager))
     if outbound and cfg.outbound_queue_url:
         from connector.chatstate import ChatStates

@@ -3,11 +3,20 @@
 (``errors``), and Prometheus metrics (``metrics``)."""
 
 from connector.api.errors import API_KEY_KEY, auth_middleware, error_middleware
-from connector.api.routes import EVENTS_KEY, MANAGER_KEY, OPERATIONS, REPLIES_KEY, SETTINGS_KEY, add_routes
+from connector.api.routes import (
+    EVENT_QUEUE_KEY,
+    EVENTS_KEY,
+    MANAGER_KEY,
+    OPERATIONS,
+    REPLIES_KEY,
+    SETTINGS_KEY,
+    add_routes,
+)
 
 __all__ = [
     "API_KEY_KEY",
     "EVENTS_KEY",
+    "EVENT_QUEUE_KEY",
     "MANAGER_KEY",
     "OPERATIONS",
     "REPLIES_KEY",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from connector.manager import SessionManager
+from connector.publish.events import EventQueue
 from connector.session import SessionState
 
 
-def render_metrics(m: SessionManager) -> str:
+def render_metrics(m: SessionManager, events: EventQueue | None = None) -> str:
+    """``events``: the ``events.fifo`` publisher, when ``EVENTS_QUEUE_URL`` is set (its series are absent without)."""
     by_state = {state.value: 0 for state in SessionState}
     held = elsewhere = stale = 0
     for s in m.list_sessions():
@@ -88,4 +90,15 @@ def render_metrics(m: SessionManager) -> str:
         "wa_relay_sessions_owned_elsewhere", "gauge", "Known sessions whose lease another connector holds.", elsewhere
     )
     metric("wa_relay_sessions_stale", "gauge", "Open sessions flagged stale (nothing received for too long).", stale)
+    if events is not None:
+        metric("wa_relay_events_sent_total", "counter", "Lifecycle events SQS accepted for EVENTS_URL.", events.sent)
+        metric(
+            "wa_relay_events_dropped_total", "counter",
+            "Lifecycle events dropped before SQS took them (buffer full, or SQS can never take them).", events.dropped,
+        )  # fmt: skip
+        metric(
+            "wa_relay_events_errors_total", "counter",
+            "Failed sends of lifecycle events to SQS (retried unless dropped).", events.errors,
+        )  # fmt: skip
+        metric("wa_relay_events_buffered", "gauge", "Lifecycle events waiting in memory for SQS.", events.buffered)
     return "\n".join(lines) + "\n"

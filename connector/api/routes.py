@@ -60,6 +60,7 @@ from connector.api.openapi import Operation, Reply, document
 from connector.contracts import BotSettings
 from connector.events import EventHub, Item, Reset
 from connector.manager import SessionManager
+from connector.publish.events import EventQueue
 from connector.replies import Replies
 from connector.sidecar.types import SESSION_ID_PATTERN
 from connector.store import SettingsStore
@@ -69,6 +70,8 @@ MANAGER_KEY = web.AppKey("session_manager", SessionManager)
 REPLIES_KEY = web.AppKey("replies", Replies)
 SETTINGS_KEY = web.AppKey("settings", SettingsStore)
 EVENTS_KEY = web.AppKey("events", EventHub)
+EVENT_QUEUE_KEY = web.AppKey("event_queue", EventQueue)
+"""The ``events.fifo`` publisher, when there is one (its counts are in ``/metrics``)."""
 M = TypeVar("M", bound=BaseModel)
 
 _SESSION_RE = re.compile(SESSION_ID_PATTERN)
@@ -267,7 +270,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=render_metrics(_manager(request)), content_type="text/plain", charset="utf-8")
+    text = render_metrics(_manager(request), request.app.get(EVENT_QUEUE_KEY))
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
 async def openapi(request: web.Request) -> web.Response:
