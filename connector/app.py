@@ -48,6 +48,7 @@ from connector.store import (
     ReplyLog,
     SettingsStore,
 )
+from connector.web import add_pages
 
 log = logging.getLogger("wa_relay.app")
 
@@ -203,6 +204,7 @@ def create_app(
     if event_queue is not None:
         app[EVENT_QUEUE_KEY] = event_queue
     add_routes(app)
+    add_pages(app)
 
     seen: set[int] = set()
     for name, store in zip(Stores._fields, stores, strict=True):

@@ -32,9 +32,13 @@ log = logging.getLogger("wa_relay.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 API_KEY_KEY = web.AppKey("api_key", str)
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/", "/docs", "/docs/"})
 """Health for orchestrators, metrics for scrapers and the document for API tools: none needs the admin key, and
-none reveals session data beyond counts."""
+none reveals session data beyond counts. The dashboard and Swagger UI pages (``connector.web``) hold no data: they
+call the API with the key the user types."""
+PUBLIC_PREFIX = "/static/"
+"""The pages' files. Only a GET of a file the package ships is answered there (``connector.web``); any other path
+under it is a 404, never an API route, since every route of the API is under ``/v1/`` or in ``PUBLIC_PATHS``."""
 
 STATUSES: dict[type[Exception], tuple[int, str]] = {
     SessionNotFound: (404, "session_not_found"),
@@ -101,7 +105,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS:
+    if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIX):
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
