@@ -11,11 +11,12 @@ NPM_CI := npm ci --no-audit --no-fund --loglevel=error
 
 BRIDGE_SRC := $(wildcard bridge/src/*.ts) bridge/tsconfig.json
 
-.PHONY: help deps test test-py test-node test-bench lint fmt clean up demo check-infra package bench chaos test-chaos
+.PHONY: help deps browser-deps test test-py test-browser test-node test-bench lint fmt clean up demo check-infra package bench chaos test-chaos
 
 help:
 	@echo "make deps    install Python (.venv) and Node dependencies, build the bridge"
 	@echo "make test    deps + lint + every test suite (Node unit, simulator, Python unit/contract/end-to-end)"
+	@echo "make test-browser  the dashboard and Swagger UI in headless Chromium (installs Debian's chromium if missing)"
 	@echo "make lint    ruff, mypy and the bridge's TypeScript type check"
 	@echo "make fmt     format the Python code"
 	@echo "make up      the whole stack locally: DynamoDB Local + moto SQS, demo chatbot, inbound function, connector"
@@ -64,8 +65,26 @@ test-node: deps
 	cd bridge && npm test
 	cd tests/wasim && npm test
 
-test-py: deps
+# Every Python suite, the dashboard's browser test (tests/browser) included, which needs Chromium.
+test-py: deps browser-deps
 	$(PY) -m pytest
+
+# The dashboard in a real browser only; screenshots in tests/artifacts/browser/ (DOCS_SCREENSHOTS=1 refreshes the
+# README's copies in docs/screenshots/).
+test-browser: deps browser-deps
+	$(PY) -m pytest tests/browser
+
+# Debian's Chromium for the browser test, driven by Playwright through /usr/bin/chromium (Playwright never downloads
+# a browser here). Installed only when missing; outside CI a failed install leaves the test skipped, saying why.
+CHROMIUM ?= /usr/bin/chromium
+browser-deps:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		echo "installing Debian's chromium and chromium-driver (apt-get)"; \
+		{ $$sudo apt-get update -qq && \
+		  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+		{ echo "warning: chromium could not be installed; the browser test will be skipped" >&2; [ -z "$${CI:-}" ]; }; \
+	fi
 
 # Offline Terraform checks (no provider can be downloaded here): see infra/check.sh.
 check-infra: deps
