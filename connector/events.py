@@ -166,8 +166,9 @@ class EventHub:
     def deleted(self, session_id: str) -> None:
         self.emit("session.deleted", session_id, {})
 
-    def received(self, s: Session, count: int) -> None:
-        self.emit("message.received", s.id, {"count": count, "total": s.received_total})
+    def received(self, s: Session, count: int, chats: list[str]) -> None:
+        """``chats``: where they were written (the jids, as addressed), so the dashboard's feed can say from whom."""
+        self.emit("message.received", s.id, {"count": count, "total": s.received_total, "chats": chats})
 
     def sent(self, s: Session, message_id: str, to: str) -> None:
         self.emit(

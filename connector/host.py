@@ -180,9 +180,9 @@ class RelayHost:
                 if s is not None and data.messages:
                     s.last_message_at = s.last_event_at
                 await self.ingest.on_upsert(session, s.me if s is not None else Account(), data)
-                if s is not None and (count := sum(not m.key.fromMe for m in data.messages)):
-                    s.received_total += count
-                    self.hub.received(s, count)
+                if s is not None and (theirs := [m for m in data.messages if not m.key.fromMe]):
+                    s.received_total += len(theirs)
+                    self.hub.received(s, len(theirs), sorted({m.key.remoteJid for m in theirs if m.key.remoteJid}))
                 folded = [m for m in data.messages if m.key.fromMe and m.status is not None]
                 if folded:
                     updates = [{"key": m.key.model_dump(), "update": {"status": m.status}} for m in folded]

@@ -162,7 +162,7 @@ async def test_a_session_from_creation_to_deletion_as_the_stream_shows_it(client
     ]
     by_name = {name: data for _, name, data in events}
     assert by_name["session.qr"]["data"]["qr"] == "2@qr-one"
-    assert by_name["message.received"]["data"] == {"count": 1, "total": 1}
+    assert by_name["message.received"]["data"] == {"count": 1, "total": 1, "chats": [CONTACT]}
     assert by_name["message.sent"]["data"]["message_id"] == message_id
     assert by_name["message.delivered"]["data"]["message_id"] == message_id
     opened = [data for _, name, data in events if name == "session.state" and data["data"]["state"] == "open"]

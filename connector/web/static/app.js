@@ -294,7 +294,7 @@
       case "message.received":
         s.messages = Object.assign({}, s.messages, { received: d.total });
         s.last_message_at = Math.floor(at / 1000);
-        feed(id, `received ${plural(d.count, "message")} (${d.total} in all)`, at);
+        feed(id, `received ${plural(d.count, "message")}${from_chats(d.chats)} (${d.total} in all)`, at);
         break;
       case "message.sent":
         s.messages = Object.assign({}, s.messages, { sent: d.total });
@@ -314,6 +314,7 @@
 
   const label = (name) => STATE_LABELS[name] || String(name);
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  const from_chats = (chats) => (Array.isArray(chats) && chats.length ? ` from ${chats.map(String).join(", ")}` : "");
 
   async function loadSessions() {
     const list = await (await api("GET", "/v1/sessions")).json();
