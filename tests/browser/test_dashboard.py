@@ -60,19 +60,24 @@ def chatbot() -> Iterator[ChatbotServer]:
 
 
 @pytest.fixture(scope="module")
-def stack(
+def relay(
     wasim_info: WasimInfo, chatbot: ChatbotServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalStack]:
+) -> Iterator[tuple[LocalStack, ConnectorProcess]]:
     data = tmp_path_factory.mktemp("browser")
     out = open(data / "stack.log", "w")  # noqa: SIM115
     local = LocalStack(data / "data", env=stack_env(wasim_info, chatbot), connector=False, output=out)
     local.start()
     connector = ConnectorProcess(local.connector_env(), local.api_url, data / "connector.log")
     connector.start()
-    yield local
+    yield local, connector
     connector.stop()
     local.stop()
     out.close()
+
+
+@pytest.fixture
+def stack(relay: tuple[LocalStack, ConnectorProcess]) -> LocalStack:
+    return relay[0]
 
 
 @pytest.fixture
@@ -303,3 +308,36 @@ async def test_swagger_ui_reads_the_document_and_authorizes_without_storing_the_
     urls = [r.split(" ", 1)[1] for r in b.requests]
     assert f"{b.base}/openapi.json" in urls
     assert all(u.startswith(b.base) for u in urls if u.startswith("http")), "a request left the connector"
+
+
+async def test_the_page_follows_the_stream_again_after_a_connector_restart(
+    browser: Browser, api: Api, relay: tuple[LocalStack, ConnectorProcess]
+) -> None:
+    from playwright.async_api import expect
+
+    b, connector = browser, relay[1]
+    sid = "browser-restart"
+    await sign_in(b)
+    status, body = await api.call("POST", "/v1/sessions", {"session_id": sid})
+    assert status == 201, body
+    await expect(card(b, sid)).to_have_count(1)
+
+    connector.stop()
+    await expect(b.page.locator("#live")).to_have_attribute("data-live", "off")
+    await b.shot("10-reconnecting")
+    connector.start()
+    await expect(b.page.locator("#live")).to_have_attribute("data-live", "on")
+    await expect(b.page.locator("#feed")).to_contain_text("reconnected")
+
+    await expect(card(b, sid)).to_have_count(1)  # read again from the list the new connector serves
+
+    # What happens after the restart reaches the page through the new stream.
+    after = "browser-after-restart"
+    status, body = await api.call("POST", "/v1/sessions", {"session_id": after})
+    assert status == 201, body
+    await expect(card(b, after)).to_have_attribute("data-state", "qr")
+    await b.shot("11-after-restart")
+    status, body = await api.call("DELETE", f"/v1/sessions/{after}")
+    assert status == 200, body
+    await expect(card(b, after)).to_have_count(0)
+    await b.assert_key_kept_in_the_tab_only()
