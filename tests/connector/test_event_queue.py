@@ -50,9 +50,9 @@ def receive_all(sqs: Any, url: str) -> list[dict[str, Any]]:
     """Everything on the queue, in the order SQS hands it out (FIFO: in order within each group)."""
     out: list[dict[str, Any]] = []
     while True:
-        got = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, AttributeNames=["All"]
-        ).get("Messages", [])
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, AttributeNames=["All"]).get(
+            "Messages", []
+        )
         if not got:
             return out
         for m in got:
