@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,9 @@ import aiohttp
 import pytest
 
 from infra.local.stack import LocalStack
-from tests.e2e.conftest import API_KEY, CHATBOT_SECRET, stack_env
-from tests.support.chatbot import ChatbotServer
+from tests.e2e.conftest import API_KEY
 from tests.support.relay import Api, ConnectorProcess
-from tests.support.wasim import WasimClient, WasimInfo, new_person
+from tests.support.wasim import WasimClient, new_person
 
 pytestmark = pytest.mark.e2e
 
@@ -49,30 +48,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 STEP_TIMEOUT_MS = 90_000
-
-
-@pytest.fixture(scope="module")
-def chatbot() -> Iterator[ChatbotServer]:
-    server = ChatbotServer(CHATBOT_SECRET)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def relay(
-    wasim_info: WasimInfo, chatbot: ChatbotServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[LocalStack, ConnectorProcess]]:
-    data = tmp_path_factory.mktemp("browser")
-    out = open(data / "stack.log", "w")  # noqa: SIM115
-    local = LocalStack(data / "data", env=stack_env(wasim_info, chatbot), connector=False, output=out)
-    local.start()
-    connector = ConnectorProcess(local.connector_env(), local.api_url, data / "connector.log")
-    connector.start()
-    yield local, connector
-    connector.stop()
-    local.stop()
-    out.close()
 
 
 @pytest.fixture
