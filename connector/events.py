@@ -15,11 +15,12 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from connector.contracts import RelayEvent, RelayEventKind, relay_event_id
@@ -73,6 +74,8 @@ class EventHub:
         self._streams: set[asyncio.Queue[Item | None]] = set()
         self._backlog = backlog
         self._sinks: list[Sink] = []
+        self._sending: dict[tuple[str, str | None], int] = {}
+        self._held: dict[tuple[str, str | None], list[tuple[Any, dict[str, Any], tuple[object, ...]]]] = {}
         self.emitted = 0
         self.streams_ended = 0
         """Streams ended because they fell too far behind (``/metrics``)."""
@@ -178,6 +181,23 @@ class EventHub:
             key=("sent", message_id),
         )
 
+    @contextlib.contextmanager
+    def sending(self, session_id: str, message_id: str | None) -> Iterator[None]:
+        """Around a send, until its ``sent``: the contact's phone can confirm delivery before the send call returns,
+        and a receiver must not see a message delivered before it was sent. Receipts for the message (for every
+        message of the session, when its id is not known before the send) are held until then, in their order."""
+        key = (session_id, message_id)
+        self._sending[key] = self._sending.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._sending.pop(key) - 1
+            if left:
+                self._sending[key] = left
+            else:
+                for kind, data, event_key in self._held.pop(key, []):
+                    self.emit(kind, session_id, data, key=event_key)
+
     def statuses(self, session_id: str, updates: list[dict[str, Any]]) -> None:
         """A ``messages.update`` from Baileys: the delivery and read receipts of what the account sent."""
         for u in updates:
@@ -188,4 +208,8 @@ class EventHub:
             if kind is None or not key.get("fromMe") or not isinstance(message_id, str):
                 continue
             data = {"message_id": message_id, "to": key.get("remoteJid")}
-            self.emit(kind, session_id, data, key=(kind, message_id))  # type: ignore[arg-type]
+            held = next((k for k in ((session_id, message_id), (session_id, None)) if k in self._sending), None)
+            if held is not None:
+                self._held.setdefault(held, []).append((kind, data, (kind, message_id)))
+            else:
+                self.emit(kind, session_id, data, key=(kind, message_id))  # type: ignore[arg-type]

@@ -324,15 +324,16 @@ class SessionManager:
                 s.log.info("quoted message %s not in the cache; sending without the quote", quoted_id)
         if message_id:
             self.ingest.own_send(sid, message_id)
-        result = await self.bridge.send_message(
-            sid, Jid(to), {"text": text}, message_id=message_id, quoted={"key": quoted} if quoted else None
-        )
-        self.replies_sent += 1
-        s.sent_total += 1
-        sent_id = result.key.id or message_id or ""
-        if sent_id and sent_id != message_id:
-            self.ingest.own_send(sid, sent_id)  # an id Baileys chose: its echo may already have been published
-        self.events.sent(s, sent_id, to)
+        with self.events.sending(sid, message_id):
+            result = await self.bridge.send_message(
+                sid, Jid(to), {"text": text}, message_id=message_id, quoted={"key": quoted} if quoted else None
+            )
+            self.replies_sent += 1
+            s.sent_total += 1
+            sent_id = result.key.id or message_id or ""
+            if sent_id and sent_id != message_id:
+                self.ingest.own_send(sid, sent_id)  # an id Baileys chose: its echo may already have been published
+            self.events.sent(s, sent_id, to)
         s.log.info("message %s sent to %s", sent_id, to)
         return sent_id
 

@@ -104,6 +104,34 @@ def test_a_receipt_reported_twice_has_the_same_id_and_others_are_ignored() -> No
     assert seen[0].id == seen[1].id != seen[2].id
 
 
+def test_a_receipt_that_arrives_before_the_send_returns_waits_for_the_sent_event() -> None:
+    hub = EventHub()
+    seen: list[RelayEvent] = []
+    hub.add_sink(seen.append)
+    s = Session(id=SessionId("s1"), log=logging.getLogger("test"))
+
+    def receipt(message_id: str, status: int = 3) -> list[dict[str, Any]]:
+        return [{"key": {"id": message_id, "fromMe": True, "remoteJid": CONTACT}, "update": {"status": status}}]
+
+    with hub.sending("s1", "3EB0AA"):
+        hub.statuses("s1", receipt("3EB0AA"))
+        hub.statuses("s1", receipt("3EB0BB"))  # another message of the session: not held
+        assert [(e.kind, e.data["message_id"]) for e in seen] == [("message.delivered", "3EB0BB")]
+        hub.sent(s, "3EB0AA", CONTACT)
+    with hub.sending("s1", None):  # an id Baileys chooses: every receipt of the session waits
+        hub.statuses("s1", receipt("3EB0CC", 4))
+        hub.sent(s, "3EB0CC", CONTACT)
+    hub.statuses("s1", receipt("3EB0AA", 4))
+    assert [(e.kind, e.data["message_id"]) for e in seen] == [
+        ("message.delivered", "3EB0BB"),
+        ("message.sent", "3EB0AA"),
+        ("message.delivered", "3EB0AA"),
+        ("message.sent", "3EB0CC"),
+        ("message.read", "3EB0CC"),
+        ("message.read", "3EB0AA"),
+    ]
+
+
 async def test_a_subscriber_that_falls_behind_is_ended_and_resumes_from_the_history() -> None:
     hub = EventHub(history=5, backlog=2)
     _, slow = hub.subscribe()
