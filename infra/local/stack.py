@@ -458,15 +458,18 @@ class LocalStack:
         auth = f'-H "Authorization: Bearer {key}"'
         lines = ["", "wa-relay is up", ""]
         if self.connector is not None:
-            where = f"saved in {self.api_key_file}" if self.api_key_file else "from CONNECTOR_API_KEY"
+            # The key itself is not printed: terminals are scrolled back, shared and recorded.
+            where = f"in {self.api_key_file} (cat it)" if self.api_key_file else "CONNECTOR_API_KEY"
             lines += [
-                f"  API        {self.api_url}",
-                f"  API key    {self.api_key}  ({where})",
+                f"  Dashboard  {self.api_url}/   (sign in with the API key)",
+                f"  API        {self.api_url}   docs: {self.api_url}/docs",
+                f"  API key    {where}",
                 "",
-                "  Link a WhatsApp account:",
-                f'    curl {auth} -X POST {self.api_url}/v1/sessions -d \'{{"session_id":"me"}}\'',
-                f'    curl {auth} "{self.api_url}/v1/sessions/me/qr?format=svg" > qr.svg    # or format=png',
-                "    then open qr.svg and scan it: WhatsApp > Settings > Linked devices > Link a device",
+                "  Link a WhatsApp account (WhatsApp > Settings > Linked devices > Link a device):",
+                "    in the dashboard: Create and link, then scan the QR",
+                "    or in a terminal: .venv/bin/wa-relay link me      (--phone NUMBER for a pairing code)",
+                f'    or with curl:     curl {auth} -X POST {self.api_url}/v1/sessions -d \'{{"session_id":"me"}}\'',
+                f'                      curl {auth} "{self.api_url}/v1/sessions/me/qr?format=svg" > qr.svg',
                 "",
             ]
         if self.demo_chatbot:

@@ -166,6 +166,8 @@ def test_connector_child_gets_its_env_and_stops_first(tmp_path: Path) -> None:
         assert f"{st.api_url}/v1/sessions" in banner
         assert "qr?format=svg" in banner
         assert "in memory only" in banner
+        assert f"{st.api_url}/docs" in banner and "wa-relay link me" in banner
+        assert st.api_key not in banner, "the key itself is never printed"
     finally:
         st.stop()
     st.stop()  # idempotent
