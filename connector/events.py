@@ -80,6 +80,11 @@ class EventHub:
         self.streams_ended = 0
         """Streams ended because they fell too far behind (``/metrics``)."""
 
+    @property
+    def streams(self) -> int:
+        """Subscribers now (open ``GET /v1/events`` streams)."""
+        return len(self._streams)
+
     def add_sink(self, sink: Sink) -> None:
         self._sinks.append(sink)
 

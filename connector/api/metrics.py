@@ -90,6 +90,13 @@ def render_metrics(m: SessionManager, events: EventQueue | None = None) -> str:
         "wa_relay_sessions_owned_elsewhere", "gauge", "Known sessions whose lease another connector holds.", elsewhere
     )
     metric("wa_relay_sessions_stale", "gauge", "Open sessions flagged stale (nothing received for too long).", stale)
+    hub = m.events
+    metric("wa_relay_events_emitted_total", "counter", "Lifecycle and message-status events emitted.", hub.emitted)
+    metric("wa_relay_event_streams", "gauge", "Open GET /v1/events streams (dashboards, CLIs).", hub.streams)
+    metric(
+        "wa_relay_event_streams_ended_total", "counter",
+        "Event streams ended because their client fell too far behind (it reconnects and resumes).", hub.streams_ended,
+    )  # fmt: skip
     if events is not None:
         metric("wa_relay_events_sent_total", "counter", "Lifecycle events SQS accepted for EVENTS_URL.", events.sent)
         metric(

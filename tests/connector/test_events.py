@@ -200,6 +200,17 @@ async def test_a_session_from_creation_to_deletion_as_the_stream_shows_it(client
     stream.close()
 
 
+async def test_metrics_count_events_and_open_streams(client: TestClient[Any, Any]) -> None:
+    stream = await client.get("/v1/events", headers=AUTH)
+    await client.post("/v1/sessions", json={"session_id": "s1"}, headers=AUTH)
+    await read_events(stream, 1)
+    text = await (await client.get("/metrics")).text()
+    values = dict(line.split() for line in text.splitlines() if line and not line.startswith("#") and "{" not in line)
+    assert values["wa_relay_event_streams"] == "1"
+    assert int(values["wa_relay_events_emitted_total"]) >= 1
+    stream.close()
+
+
 async def test_last_event_id_replays_what_was_missed(client: TestClient[Any, Any]) -> None:
     hub = client.app[EVENTS_KEY]
     for i in range(3):
