@@ -61,6 +61,7 @@ class LeaseKeeper:
         self._held: dict[SessionId, Lease] = {}
         self._task: asyncio.Task[None] | None = None
         self._notifying: set[asyncio.Task[None]] = set()
+        self._acquiring: set[asyncio.Future[Lease | None]] = set()
 
     # ---- lifecycle ----
 
@@ -72,6 +73,8 @@ class LeaseKeeper:
         """Stop renewing and release every held lease, so another connector can take the sessions at once."""
         task, self._task = self._task, None
         await cancel(task)
+        if self._acquiring:  # their leases are released below with the rest
+            await asyncio.wait(set(self._acquiring), timeout=self.ttl_s)
         held, self._held = self._held, {}
         results = await asyncio.gather(*(self.store.release(lease) for lease in held.values()), return_exceptions=True)
         for lease, result in zip(held.values(), results, strict=True):
@@ -85,7 +88,18 @@ class LeaseKeeper:
     # ---- leases ----
 
     async def acquire(self, session: SessionId) -> Lease | None:
-        """Take the session's lease (``None`` while another connector holds it) and fence the auth store with it."""
+        """Take the session's lease (``None`` while another connector holds it) and fence the auth store with it.
+
+        Shielded from the caller's cancellation: a caller cancelled while the store call is in flight (the connector
+        stopping mid-connect) does not stop the store from taking the lease, and a lease taken but not known here
+        could not be released by ``stop()``; the session would look owned by a connector that is gone until it
+        expired. So the call runs to its end, its lease is recorded, and ``stop()`` waits for such calls."""
+        task = asyncio.ensure_future(self._take(session))
+        self._acquiring.add(task)
+        task.add_done_callback(self._acquiring.discard)
+        return await asyncio.shield(task)
+
+    async def _take(self, session: SessionId) -> Lease | None:
         lease = await self.store.acquire(session, self.owner, self.ttl_s)
         if lease is None:
             return None

@@ -214,3 +214,28 @@ async def test_stop_without_start_and_restart() -> None:
     await asyncio.sleep(0.7)
     assert (await store.leases.get_lease(s)).expires_at > lease.expires_at  # type: ignore[union-attr]
     await k.stop()
+
+
+class SlowAnswers(MemoryLeaseStore):
+    """The store applies an acquisition at once but its answer takes a while (a DynamoDB call in flight)."""
+
+    async def acquire(self, session: SessionId, owner: str, ttl_s: float) -> Lease | None:
+        lease = await super().acquire(session, owner, ttl_s)
+        await asyncio.sleep(0.2)
+        return lease
+
+
+async def test_a_lease_taken_while_its_caller_was_cancelled_is_still_released_at_stop() -> None:
+    # The connector stops while a session's connect waits for its lease: the store took it, the caller is gone.
+    leases = SlowAnswers()
+    store = MemoryAuthStore(leases)
+    k = keeper(store, Lost(), ttl_s=30, renew_every_s=10)
+    await k.start()
+    waiting = asyncio.create_task(k.acquire(SessionId("late")))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await k.stop()
+    lease = await leases.get_lease(SessionId("late"))
+    assert lease is not None and lease.expires_at == 0.0, "released, so another connector can take it at once"
