@@ -201,6 +201,12 @@ def create_app(
     app[REPLIES_KEY] = replies
     app[SETTINGS_KEY] = stores.settings
     app[EVENTS_KEY] = hub
+
+    async def end_event_streams(app: web.Application) -> None:
+        hub.close_streams()
+
+    # on_shutdown runs before the server waits for open requests: an event stream never ends by itself.
+    app.on_shutdown.append(end_event_streams)
     if event_queue is not None:
         app[EVENT_QUEUE_KEY] = event_queue
     add_routes(app)

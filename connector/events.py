@@ -76,6 +76,8 @@ class EventHub:
         self._sinks: list[Sink] = []
         self._sending: dict[tuple[str, str | None], int] = {}
         self._held: dict[tuple[str, str | None], list[tuple[Any, dict[str, Any], tuple[object, ...]]]] = {}
+        self.closed = False
+        """Shutting down: new streams end at once."""
         self.emitted = 0
         self.streams_ended = 0
         """Streams ended because they fell too far behind (``/metrics``)."""
@@ -109,8 +111,7 @@ class EventHub:
             except asyncio.QueueFull:
                 self._streams.discard(q)
                 self.streams_ended += 1
-                q.get_nowait()  # room for the end marker
-                q.put_nowait(None)
+                self._end(q)
         for sink in self._sinks:
             try:
                 sink(event)
@@ -122,7 +123,10 @@ class EventHub:
         """A stream from now on, and what it missed since sequence ``after`` (``Reset`` first when the history no
         longer reaches back that far). Both are taken at once, so nothing falls between them."""
         sub = Subscription(self, self._backlog)
-        self._streams.add(sub.queue)
+        if self.closed:
+            self._end(sub.queue)
+        else:
+            self._streams.add(sub.queue)
         missed: list[Item | Reset] = []
         if after is not None and after < self.seq:
             oldest = self._history[0][0] if self._history else self.seq + 1
@@ -133,6 +137,21 @@ class EventHub:
 
     def _unsubscribe(self, queue: asyncio.Queue[Item | None]) -> None:
         self._streams.discard(queue)
+
+    def close_streams(self) -> None:
+        """End every stream (the connector is shutting down): an open stream would otherwise hold the HTTP server's
+        graceful shutdown for its whole timeout, long enough for the process to be killed before it closed its
+        sockets and released its leases."""
+        self.closed = True
+        for q in list(self._streams):
+            self._end(q)
+        self._streams.clear()
+
+    @staticmethod
+    def _end(q: asyncio.Queue[Item | None]) -> None:
+        if q.full():
+            q.get_nowait()  # room for the end marker
+        q.put_nowait(None)
 
     # ---- what the sessions do ----
 

@@ -246,10 +246,12 @@ async def events(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
-            if item is None:  # fell too far behind: the client reconnects with Last-Event-ID
+            if item is None:  # fell too far behind, or shutting down: the client reconnects with Last-Event-ID
                 break
             await response.write(_sse(item))
         await response.write_eof()
+        return response
+    except ConnectionResetError:  # the client went away: nothing to answer
         return response
     finally:
         sub.close()

@@ -11,7 +11,9 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from connector.api import EVENTS_KEY, MANAGER_KEY
@@ -22,6 +24,7 @@ from connector.events import EventHub, Reset
 from connector.publish import MemoryPublisher
 from connector.session import Session, SessionState
 from connector.types import SessionId
+from infra.local.emulators import free_port
 from tests.connector.fakes import FakeBridge, wa_message
 
 KEY = "k3J9x2Lq8Vn5Rt7Wz4Yb"
@@ -209,6 +212,25 @@ async def test_metrics_count_events_and_open_streams(client: TestClient[Any, Any
     assert values["wa_relay_event_streams"] == "1"
     assert int(values["wa_relay_events_emitted_total"]) >= 1
     stream.close()
+
+
+async def test_a_shutdown_ends_open_streams_instead_of_waiting_for_them() -> None:
+    # An open dashboard must not hold the connector's graceful stop (aiohttp waits for open requests), or the
+    # process is killed before it closes its sockets and releases its leases.
+    cfg = Config(api_key=KEY, store_backend="memory", session_start_interval_s=0, session_start_jitter_s=0)
+    app = create_app(cfg, stores=Stores.memory(), publisher=MemoryPublisher(), bridge=FakeBridge)
+    runner = web.AppRunner(app, shutdown_timeout=300)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    async with aiohttp.ClientSession() as http:
+        stream = await http.get(f"http://127.0.0.1:{port}/v1/events", headers=AUTH)
+        assert stream.status == 200
+        await asyncio.wait_for(runner.cleanup(), 20)  # far below the 300 s it would wait for the stream
+        rest = await asyncio.wait_for(stream.content.read(), 5)
+        assert rest == b"" or rest.endswith(b"\n\n")  # the stream ended cleanly
+        _, late = app[EVENTS_KEY].subscribe()
+        assert await late.get() is None, "a stream opened while stopping ends at once"
 
 
 async def test_last_event_id_replays_what_was_missed(client: TestClient[Any, Any]) -> None:
