@@ -8,13 +8,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from connector.api.models import ErrorBody
+from connector.contracts import RelayEventKind
 from connector.sidecar.types import SESSION_ID_PATTERN
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -57,12 +58,33 @@ def _schema(model: Any, defs: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _event_schema(model: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    """One server-sent event (before Open API 3.2, a stream's ``schema`` describes each event): its fields as
+    strings, ``data`` the JSON of ``model`` (``contentSchema``), or ``{}`` for the ``reset`` event."""
+    kinds = [*get_args(RelayEventKind), "reset"]
+    return {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "event": {"type": "string", "enum": kinds},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"anyOf": [_schema(model, defs), {"type": "object", "maxProperties": 0}]},
+            },
+            "retry": {"type": "integer", "minimum": 0},
+        },
+    }
+
+
 def _reply(reply: Reply, defs: dict[str, Any], links: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {"description": reply.description}
     content = {}
     for media in reply.media:
         if media == "application/json":
             content[media] = {"schema": _schema(reply.model, defs)} if reply.model is not None else {}
+        elif media == "text/event-stream":
+            content[media] = {"schema": _event_schema(reply.model, defs)}
         elif media == "image/png":
             content[media] = {"schema": {"type": "string", "contentMediaType": "image/png"}}
         else:

@@ -57,7 +57,7 @@ from connector.api.models import (
     to_jid,
 )
 from connector.api.openapi import Operation, Reply, document
-from connector.contracts import BotSettings
+from connector.contracts import BotSettings, RelayEvent
 from connector.events import EventHub, Item, Reset
 from connector.manager import SessionManager
 from connector.publish.events import EventQueue
@@ -378,7 +378,8 @@ OPERATIONS: list[Operation] = [
     Operation(
         "GET", "/v1/events", events, "events",
         "Server-sent events: session lifecycle and message status as they happen (Last-Event-ID resumes)",
-        {200: Reply("text/event-stream; each event's data is a RelayEvent", None, ("text/event-stream",)),
+        {200: Reply("One server-sent event per RelayEvent (event: its kind, data: its JSON), and event: reset",
+                    RelayEvent, ("text/event-stream",)),
          401: _E401, 422: Reply("max_s is not an integer in range")},
         parameters=[{"name": "max_s", "in": "query", "required": False,
                      "description": "End the stream after this many seconds (0: only what Last-Event-ID replays)",
