@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from connector.contracts import RelayEvent, RelayEventKind, relay_event_id
-from connector.session import Session, SessionState
+from connector.session import LastError, Session, SessionState
 
 log = logging.getLogger("wa_relay.events")
 
@@ -75,6 +75,7 @@ class EventHub:
         self._backlog = backlog
         self._sinks: list[Sink] = []
         self._sending: dict[tuple[str, str | None], int] = {}
+        self._reported_errors: dict[str, LastError] = {}
         self._held: dict[tuple[str, str | None], list[tuple[Any, dict[str, Any], tuple[object, ...]]]] = {}
         self.closed = False
         """Shutting down: new streams end at once."""
@@ -170,8 +171,12 @@ class EventHub:
             )
             data: dict[str, Any] = {"state": state.value, "previous": old.value if old is not None else None}
             data["me"] = {"pn": s.me.pn, "lid": s.me.lid}
-            if s.last_error is not None and state != SessionState.OPEN:
-                data["last_error"] = {"code": s.last_error.code, "message": s.last_error.message}
+            # An error is reported with the first state change after it was recorded, not again with every later
+            # one (a logout's "stopped" must not repeat the 515 restart of the pairing before it).
+            error = s.last_error
+            if error is not None and state != SessionState.OPEN and self._reported_errors.get(s.id) is not error:
+                self._reported_errors[s.id] = error
+                data["last_error"] = {"code": error.code, "message": error.message}
             self.emit(kind, s.id, data)
         elif name == "qr" and s.qr:
             valid_s = QR_FIRST_VALID_S if not old else QR_NEXT_VALID_S

@@ -107,6 +107,21 @@ def test_a_receipt_reported_twice_has_the_same_id_and_others_are_ignored() -> No
     assert seen[0].id == seen[1].id != seen[2].id
 
 
+def test_an_error_is_reported_with_the_first_state_change_after_it_only() -> None:
+    hub = EventHub()
+    seen: list[RelayEvent] = []
+    hub.add_sink(seen.append)
+    s = Session(id=SessionId("s1"), log=logging.getLogger("test"))
+    hub.watch(s)
+    s.record_error(515, "restart required")
+    s.state = SessionState.CONNECTING
+    s.state = SessionState.OPEN
+    s.state = SessionState.STOPPED  # a logout: no new error
+    s.record_error(440, "replaced")
+    s.state = SessionState.CONFLICT
+    assert [e.data.get("last_error", {}).get("code") for e in seen] == [515, None, None, 440]
+
+
 def test_a_receipt_that_arrives_before_the_send_returns_waits_for_the_sent_event() -> None:
     hub = EventHub()
     seen: list[RelayEvent] = []
