@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, field_validator
 
@@ -181,20 +181,7 @@ RelayEventKind = Literal[
 whose ``data`` has ``state`` carries the state it changed to, so a receiver tracking states reads ``data.state`` of
 all of them."""
 
-WEBHOOK_EVENT_KINDS: frozenset[str] = frozenset(
-    {
-        "session.created",
-        "session.deleted",
-        "session.state",
-        "session.qr",
-        "session.stale",
-        "session.logged_out",
-        "session.conflict",
-        "message.sent",
-        "message.delivered",
-        "message.read",
-    }
-)
+WEBHOOK_EVENT_KINDS: frozenset[str] = frozenset(get_args(RelayEventKind)) - {"message.received"}
 """What goes to ``EVENTS_URL``. ``message.received`` only counts messages for the dashboard's live feed: the
 messages themselves reach the chatbot through ``inbound.fifo``."""
 
