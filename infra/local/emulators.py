@@ -60,10 +60,10 @@ class _Child:
         self.proc: subprocess.Popen[bytes] | None = None
         self.endpoint = ""
 
-    def _spawn(self, args: list[str], url: str, timeout: float) -> str:
+    def _spawn(self, args: list[str], url: str, timeout: float, cwd: Path | None = None) -> str:
         out = self.log if self.log is not None else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            args, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=self.own_session
+            args, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=self.own_session, cwd=cwd
         )
         try:
             wait_http(url, self.proc, self.name, timeout)
@@ -131,8 +131,9 @@ class MotoServer(_Child):
         self.port = port or free_port()
 
     def start(self, timeout: float = 30.0) -> str:
-        args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-        return self._spawn(args, f"http://127.0.0.1:{self.port}", timeout)
+        # moto's server with its FIFO receive fixed to keep a group's order (infra/local/moto_sqs.py says how).
+        args = [sys.executable, "-m", "infra.local.moto_sqs", "-H", "127.0.0.1", "-p", str(self.port)]
+        return self._spawn(args, f"http://127.0.0.1:{self.port}", timeout, cwd=ROOT)
 
 
 @contextlib.contextmanager
