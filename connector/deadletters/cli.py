@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import aioboto3  # type: ignore[import-untyped]
 from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 
-from connector.aws import open_client
+from connector.aws import describe_error, open_client
 from connector.contracts import DEAD_LETTER_REASON
 from connector.deadletters import commands
 from connector.deadletters.entries import SOURCES, DeadLetter, Selection, Source, parse_duration, same_id
@@ -30,7 +30,6 @@ from connector.deadletters.sources import (
     DeadLetterSource,
     QueueSource,
     SpoolSource,
-    describe_error,
     max_receive_count,
 )
 from connector.errors import ConfigError

@@ -21,6 +21,7 @@ from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from connector.aws import describe_error
 from connector.deadletters.entries import DeadLetter, Outgoing, Source, Target, from_spool_line, from_sqs
 from connector.publish.spool import batch_len, read_rejected, remove_rejected
 from connector.resources import SQS_BATCH_MAX, SQS_BODY_MAX_BYTES
@@ -95,14 +96,6 @@ async def send_copies(client: Any, url: str, copies: Sequence[Outgoing]) -> dict
             failed[c.entry.id] = f"SQS refused it: {failure.get('Code', '?')}: {failure.get('Message', '')}"[:300]
             failed_groups.add(c.group)
     return failed
-
-
-def describe_error(e: BaseException) -> str:
-    response = getattr(e, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        error = response["Error"]
-        return f"{error.get('Code', '?')}: {error.get('Message', '')}"[:300]
-    return f"{type(e).__name__}: {e}"[:300]
 
 
 async def max_receive_count(client: Any, queue_url: str, default: int) -> int:

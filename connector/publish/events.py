@@ -38,11 +38,10 @@ from collections import OrderedDict, deque
 from contextlib import AsyncExitStack
 from typing import Any
 
+from connector.aws import SQS_INVALID_CODES, describe_error
 from connector.contracts import WEBHOOK_EVENT_KINDS, RelayEvent
 from connector.resources import SQS_BATCH_MAX, SQS_BODY_MAX_BYTES
 from connector.tasks import cancel, spawn
-
-_INVALID_CODES = frozenset({"InvalidParameterValue", "InvalidMessageContents", "MissingParameter"})
 
 
 class EventQueue:
@@ -209,7 +208,7 @@ class EventQueue:
             )
         except Exception as e:
             self.errors += 1
-            self.log.warning("sending %d events to SQS failed (%s); retrying", len(batch), _describe(e))
+            self.log.warning("sending %d events to SQS failed (%s); retrying", len(batch), describe_error(e, 200))
             return False
         failed = {int(f["Id"]): f for f in response.get("Failed", [])}
         for i, (group, event, _) in enumerate(batch):
@@ -220,18 +219,10 @@ class EventQueue:
                 continue
             self.errors += 1
             code = str(failure.get("Code", "?"))
-            if code in _INVALID_CODES:
+            if code in SQS_INVALID_CODES:
                 self.dropped += 1
                 self.log.error("SQS refused event %s (%s) as invalid (%s); dropped", event.id, event.kind, code)
                 self._taken(group)
             else:
                 self.log.warning("SQS refused event %s (%s); retrying", event.id, code)
         return not failed
-
-
-def _describe(e: BaseException) -> str:
-    response = getattr(e, "response", None)
-    if isinstance(response, dict):
-        err = response.get("Error", {})
-        return f"{err.get('Code', '?')}: {err.get('Message', '')}"[:200]
-    return f"{type(e).__name__}: {e}"[:200]

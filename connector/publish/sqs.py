@@ -55,7 +55,7 @@ import aioboto3  # type: ignore[import-untyped]
 from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from connector.aws import open_client
+from connector.aws import SQS_INVALID_CODES, describe_error, open_client
 from connector.contracts import InboundEnvelope
 from connector.errors import PublishError
 from connector.publish.abstract import InboundPublisher
@@ -64,7 +64,6 @@ from connector.resources import SQS_BATCH_MAX, SQS_BODY_MAX_BYTES
 from connector.tasks import cancel, spawn
 
 T = TypeVar("T")
-_INVALID_CODES = frozenset({"InvalidParameterValue", "InvalidMessageContents", "MissingParameter"})
 WRITE_MAX = 1000  # entries per spool write (and fsync)
 LATE_MAX_S = 60.0
 """A live call still unanswered after this long is abandoned (its entries are in the spool by then)."""
@@ -305,7 +304,7 @@ class SqsPublisher(InboundPublisher):
         try:
             failed = call.result()
         except Exception as e:
-            self.log.warning("SQS send failed (%s); spooling %d events", _describe(e), len(batch))
+            self.log.warning("SQS send failed (%s); spooling %d events", describe_error(e, 200), len(batch))
             self._requeue(batch)
             return False
         for i, item in enumerate(batch):
@@ -327,7 +326,7 @@ class SqsPublisher(InboundPublisher):
         try:
             failed = await asyncio.wait_for(call, LATE_MAX_S)
         except Exception as e:
-            self.log.warning("the late SQS call failed (%s); its events take the spool's way", _describe(e))
+            self.log.warning("the late SQS call failed (%s); its events take the spool's way", describe_error(e, 200))
             return False
         finally:
             self._late = False
@@ -357,22 +356,24 @@ class SqsPublisher(InboundPublisher):
         try:
             failed = await self._call([entries[i] for i in to_send]) if to_send else {}
         except ClientError as e:
-            if _code(e) not in _INVALID_CODES:
-                self.log.warning("spool drain: SQS still failing (%s)", _describe(e))
+            if _code(e) not in SQS_INVALID_CODES:
+                self.log.warning("spool drain: SQS still failing (%s)", describe_error(e, 200))
                 return False
             if len(to_send) > 1:
-                self.log.warning("SQS refused a spool batch as invalid (%s); sending one at a time", _describe(e))
+                self.log.warning(
+                    "SQS refused a spool batch as invalid (%s); sending one at a time", describe_error(e, 200)
+                )
                 self._single_left = len(to_send)
                 return True
             failed = {0: _code(e)}
         except Exception as e:
-            self.log.warning("spool drain: SQS still failing (%s)", _describe(e))
+            self.log.warning("spool drain: SQS still failing (%s)", describe_error(e, 200))
             return False
         if single:
             self._single_left -= 1
         codes = {to_send[i]: code for i, code in failed.items()}
         # Consumed: everything up to the first entry SQS refused other than as invalid (retried from there on).
-        count = min((i for i, code in codes.items() if code not in _INVALID_CODES), default=len(entries))
+        count = min((i for i, code in codes.items() if code not in SQS_INVALID_CODES), default=len(entries))
         rejected = [i for i in range(count) if i in codes]
         for i in rejected:
             self.log.error("SQS rejected spooled event %s (%s); moved aside", entries[i].dedup, codes[i])
@@ -466,7 +467,7 @@ class SqsPublisher(InboundPublisher):
         return True
 
     def _degrade(self, e: Exception) -> None:
-        what = "is full" if isinstance(e, SpoolFull) else f"cannot be written ({_describe(e)})"
+        what = "is full" if isinstance(e, SpoolFull) else f"cannot be written ({describe_error(e, 200)})"
         reason = (
             f"the spool {what} ({self.spool.bytes} of {self.spool.max_bytes} bytes used) and SQS does not take "
             f"envelopes now; {len(self._queue)} wait unacknowledged"
@@ -482,7 +483,7 @@ class SqsPublisher(InboundPublisher):
 
     def _disk_error(self, doing: str, e: OSError) -> None:  # never fatal: the caller retries or moves on
         self.spool_write_errors += 1
-        self.log.warning("spool: %s failed (%s)", doing, _describe(e))
+        self.log.warning("spool: %s failed (%s)", doing, describe_error(e, 200))
 
     async def _on_disk(self, fn: Callable[..., T], *args: Any) -> T:
         """One spool call in a thread, one at a time. A cancelled caller still waits for the thread (which cannot be
@@ -500,10 +501,3 @@ class SqsPublisher(InboundPublisher):
 
 def _code(e: ClientError) -> str:
     return str(e.response.get("Error", {}).get("Code", "?"))
-
-
-def _describe(e: BaseException) -> str:
-    if isinstance(e, ClientError):
-        err = e.response.get("Error", {})
-        return f"{err.get('Code', '?')}: {err.get('Message', '')}"[:200]
-    return f"{type(e).__name__}: {e}"[:200]
