@@ -70,6 +70,7 @@ class EventHub:
     def __init__(self, history: int = HISTORY, backlog: int = SUBSCRIBER_BACKLOG) -> None:
         self.boot = uuid.uuid4().hex
         self.seq = 0
+        """Events emitted so far; the last one's sequence number."""
         self._history: deque[Item] = deque(maxlen=history)
         self._streams: set[asyncio.Queue[Item | None]] = set()
         self._backlog = backlog
@@ -79,7 +80,6 @@ class EventHub:
         self._held: dict[tuple[str, str | None], list[tuple[Any, dict[str, Any], tuple[object, ...]]]] = {}
         self.closed = False
         """Shutting down: new streams end at once."""
-        self.emitted = 0
         self.streams_ended = 0
         """Streams ended because they fell too far behind (``/metrics``)."""
 
@@ -103,7 +103,6 @@ class EventHub:
             at=int(time.time() * 1000),
             data=data,
         )
-        self.emitted += 1
         item = (self.seq, event)
         self._history.append(item)
         for q in list(self._streams):

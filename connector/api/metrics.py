@@ -91,7 +91,7 @@ def render_metrics(m: SessionManager, events: EventQueue | None = None) -> str:
     )
     metric("wa_relay_sessions_stale", "gauge", "Open sessions flagged stale (nothing received for too long).", stale)
     hub = m.events
-    metric("wa_relay_events_emitted_total", "counter", "Lifecycle and message-status events emitted.", hub.emitted)
+    metric("wa_relay_events_emitted_total", "counter", "Lifecycle and message-status events emitted.", hub.seq)
     metric("wa_relay_event_streams", "gauge", "Open GET /v1/events streams (dashboards, CLIs).", hub.streams)
     metric(
         "wa_relay_event_streams_ended_total", "counter",
