@@ -26,17 +26,18 @@ from connector.errors import (
     SidecarTimeout,
     StoreError,
 )
+from connector.web import PAGES, STATIC_PREFIX
 
 log = logging.getLogger("wa_relay.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 API_KEY_KEY = web.AppKey("api_key", str)
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/", "/docs", "/docs/"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"}) | frozenset(PAGES)
 """Health for orchestrators, metrics for scrapers and the document for API tools: none needs the admin key, and
 none reveals session data beyond counts. The dashboard and Swagger UI pages (``connector.web``) hold no data: they
 call the API with the key the user types."""
-PUBLIC_PREFIX = "/static/"
+PUBLIC_PREFIX = STATIC_PREFIX
 """The pages' files. Only a GET of a file the package ships is answered there (``connector.web``); any other path
 under it is a 404, never an API route, since every route of the API is under ``/v1/`` or in ``PUBLIC_PATHS``."""
 
