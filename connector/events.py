@@ -195,6 +195,7 @@ class EventHub:
         self.emit("session.created", s.id, {"state": s.state.value})
 
     def deleted(self, session_id: str) -> None:
+        self._reported_errors.pop(session_id, None)
         self.emit("session.deleted", session_id, {})
 
     def received(self, s: Session, count: int, chats: list[str]) -> None:
