@@ -341,10 +341,6 @@ class EventSourceRunner:
                 ]
                 try:
                     response = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
-                    # Twice: a change to 0 that lands in the same microsecond as the check leaves stock moto's
-                    # in-flight set holding the message (harmless against infra.local.moto_sqs, which clears it at
-                    # the next receive; kept for a stock moto server given as AWS_ENDPOINT_URL).
-                    self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
                 except Exception:
                     self.log.exception("could not release %d messages; they return after their visibility timeout",
                                        len(chunk))  # fmt: skip
