@@ -15,9 +15,9 @@ Where it differs, on purpose:
 - **Retry delay.** On AWS a failed record becomes visible again when its visibility timeout runs out (180 s for the
   inbound queue). Locally that would make a retry look like a hang, so the runner keeps failed records in flight for
   ``retry_delay_s`` (default 2 s) and then makes them visible at once with ``ChangeMessageVisibilityBatch(0)``.
-  They are released together, and the local SQS (``infra.local.moto_sqs``, moto with its FIFO receive fixed) hands
-  a group out in order however its messages became visible again. While they are held the group stays blocked, as
-  on AWS. ``stop()`` releases everything still
+  They are released together, so a FIFO group comes back in order: moto reorders a group whose messages become
+  visible one by one through a non-zero visibility change, which is why the runner does not simply set the
+  visibility to 2 s. While they are held the group stays blocked, as on AWS. ``stop()`` releases everything still
   held, so a restart retries at once instead of waiting the full visibility timeout.
 - **One poller.** Batches run one after the other in one thread; AWS runs batches of different message groups in
   parallel. Ordering guarantees are the same; only throughput differs.
@@ -341,6 +341,11 @@ class EventSourceRunner:
                 ]
                 try:
                     response = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
+                    # Twice, on purpose: moto takes a message off a FIFO group's in-flight set only if it is
+                    # already visible when its visibility changes (`now > visible_at`, in microseconds), and a
+                    # change to 0 can land in the same microsecond. A message left in that set blocks its group
+                    # until a receive meets it, and the receive then hands out the group's messages out of order.
+                    self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
                 except Exception:
                     self.log.exception("could not release %d messages; they return after their visibility timeout",
                                        len(chunk))  # fmt: skip
